@@ -73,8 +73,8 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     if "exclusiveMaximum" in node and not isinstance(node["exclusiveMaximum"], bool):
         node["maximum"] = node["exclusiveMaximum"]
         node["exclusiveMaximum"] = True
-    if node.get("default", 0) is None:
-        del node["default"]
+    if node.get("default", 0) in (None, ""):
+        del node["default"]  # kube-apiserver reads an empty-string default as null and rejects it
     if "const" in node:
         node["enum"] = [node.pop("const")]
     if node.get("additionalProperties") is False:

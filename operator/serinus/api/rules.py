@@ -8,6 +8,7 @@ too old to enforce CEL (before Kubernetes 1.25).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -35,7 +36,7 @@ class Problem:
 
 def _is_sorted(values: celtypes.ListType) -> celtypes.BoolType:
     items = list(values)
-    return celtypes.BoolType(all(a <= b for a, b in zip(items, items[1:], strict=False)))
+    return celtypes.BoolType(all(a <= b for a, b in itertools.pairwise(items)))
 
 
 # Kubernetes' CEL list library functions the rules use, which plain CEL lacks.

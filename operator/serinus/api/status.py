@@ -57,6 +57,14 @@ class StableStatus(RevisionRef):
     since: datetime | None = Field(default=None, description="When it became stable.")
 
 
+class PauseCause(StrEnum):
+    SPEC = "Spec"
+    MANUAL = "Manual"
+    STEP = "Step"
+    FAILURES = "Failures"
+    INCONCLUSIVE = "Inconclusive"
+
+
 class CanaryStatus(RevisionRef):
     """The version being rolled out."""
 
@@ -77,6 +85,14 @@ class CanaryStatus(RevisionRef):
     )
     passes_in_step: int = Field(
         default=0, ge=0, description="Passing checks counted in the current analysis step."
+    )
+    validated: bool = Field(default=False, description="Pre-traffic validation passed.")
+    unready_since: datetime | None = Field(
+        default=None, description="When the canary was last seen without ready pods."
+    )
+    paused_by: PauseCause | None = Field(
+        default=None, description="What holds the rollout: Spec, Manual, Step, Failures, "
+        "Inconclusive."
     )
     paused_reason: str | None = Field(
         default=None, description="Why the rollout holds, when it does."
@@ -116,7 +132,9 @@ class AnalysisStatus(ApiModel):
     failed_checks: int = Field(default=0, ge=0, description="Failed checks this rollout.")
     inconclusive_checks: int = Field(default=0, ge=0, description="Inconclusive checks in a row.")
     passed_checks: int = Field(default=0, ge=0, description="Passed checks this rollout.")
-    last_check_at: datetime | None = Field(default=None, description="Time of the last check.")
+    window_start: datetime | None = Field(
+        default=None, description="Start of the current analysis window."
+    )
     checks: list[Check] = Field(
         default_factory=list,
         max_length=CHECKS_LIMIT,
@@ -130,6 +148,13 @@ class RolloutResult(StrEnum):
     FAILED = "Failed"
     ABORTED = "Aborted"
     SUPERSEDED = "Superseded"
+
+
+class Retiring(ApiModel):
+    """An old revision kept for in-flight requests until its scale-down time."""
+
+    revision: str = Field(description="Revision to scale down.")
+    at: datetime = Field(description="When to scale it down.")
 
 
 class HistoryEntry(ApiModel):
@@ -174,7 +199,7 @@ class ActionKind(StrEnum):
 class AcknowledgedAction(ApiModel):
     """The last manual action taken from the `serinus.dev/action` annotation."""
 
-    action: ActionKind = Field(description="What was asked.")
+    action: str = Field(description="What was asked (the annotation's action part).")
     nonce: str = Field(description="The annotation's fresh value; acted on once.")
     at: datetime = Field(description="When it was acted on.")
     result: str = Field(description="What it did, or why it did nothing.")
@@ -200,6 +225,9 @@ class ModelDeploymentStatus(ApiModel):
         default_factory=list,
         max_length=HISTORY_LIMIT,
         description=f"The last {HISTORY_LIMIT} rollouts, newest last.",
+    )
+    retiring: list[Retiring] = Field(
+        default_factory=list, description="Old revisions waiting for their scale-down time."
     )
     conditions: list[Condition] = Field(default_factory=list, description="Conditions.")
     last_action: AcknowledgedAction | None = Field(

@@ -38,7 +38,8 @@ def parse_duration(text: str) -> timedelta:
     """`1m30s` → 90 s. Raises ValueError naming the bad text."""
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(
-            f"{text!r} is not a duration: write a number and a unit (ms, s, m, h), e.g. 30s or 1m30s"
+            f"{text!r} is not a duration: write a number and a unit (ms, s, m, h),"
+            " e.g. 30s or 1m30s"
         )
     seconds = sum(
         float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text)

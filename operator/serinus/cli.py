@@ -1,0 +1,145 @@
+"""The `serinus` command (also installed as `kubectl-serinus`, so `kubectl serinus ...` works)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+
+from serinus import __version__
+from serinus.api.crd import render_crd
+from serinus.api.resource import API_VERSION, KIND
+from serinus.api.rules import Problem, check_manifest
+
+app = typer.Typer(
+    name="serinus",
+    help="Serinus: scikit-learn models from a trained file to production, and kept there.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+kubectl_app = typer.Typer(
+    name="kubectl serinus",
+    help="Serinus as a kubectl plugin.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _version() -> None:
+    out.print(f"serinus {__version__}")
+
+
+def _crd() -> None:
+    sys.stdout.write(render_crd())
+
+
+def _manifest_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")))
+        else:
+            files.append(path)
+    return files
+
+
+def _documents(path: Path) -> tuple[list[Any], str | None]:
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+    except OSError as error:
+        return [], f"cannot read it: {error.strerror}"
+    try:
+        return [doc for doc in yaml.safe_load_all(text) if doc is not None], None
+    except yaml.YAMLError as error:
+        return [], f"not valid YAML: {error}"
+
+
+def validate_files(paths: list[Path]) -> tuple[int, list[str]]:
+    """(ModelDeployments checked, problem lines) for files and directories of manifests."""
+    checked, lines = 0, []
+    for path in _manifest_files(paths):
+        documents, trouble = _documents(path)
+        if trouble:
+            lines.append(f"{path}: {trouble}")
+            continue
+        for index, document in enumerate(documents, start=1):
+            if not isinstance(document, dict):
+                lines.append(f"{path} document {index}: not a mapping")
+                continue
+            if document.get("kind") != KIND or not str(document.get("apiVersion", "")).startswith(
+                API_VERSION.split("/")[0]
+            ):
+                continue
+            checked += 1
+            name = (document.get("metadata") or {}).get("name", "?")
+            problems: list[Problem] = check_manifest(document)
+            lines.extend(f"{path} ({KIND} {name}): {problem}" for problem in problems)
+    return checked, lines
+
+
+def _validate(files: list[Path]) -> None:
+    checked, lines = validate_files(files)
+    for line in lines:
+        err.print(f"[red]✗[/red] {line}")
+    if lines:
+        raise typer.Exit(code=1)
+    if checked == 0:
+        err.print(f"no {KIND} found in {', '.join(map(str, files))}")
+        raise typer.Exit(code=1)
+    out.print(f"[green]✓[/green] {checked} {KIND}{'s' if checked != 1 else ''} valid")
+
+
+FilesOption = Annotated[
+    list[Path],
+    typer.Option(
+        "-f",
+        "--filename",
+        help="Manifest file or directory (repeatable); - reads standard input.",
+    ),
+]
+
+
+@app.command("version")
+def version_command() -> None:
+    """Print the version."""
+    _version()
+
+
+@app.command("crd")
+def crd_command() -> None:
+    """Print the ModelDeployment CustomResourceDefinition (generated from the API models)."""
+    _crd()
+
+
+@app.command("validate")
+def validate_command(files: FilesOption) -> None:
+    """Check ModelDeployment manifests offline, as the API server would (schema and CEL rules)."""
+    _validate(files)
+
+
+@kubectl_app.command("version")
+def kubectl_version_command() -> None:
+    """Print the version."""
+    _version()
+
+
+@kubectl_app.command("validate")
+def kubectl_validate_command(files: FilesOption) -> None:
+    """Check ModelDeployment manifests offline before `kubectl apply`."""
+    _validate(files)
+
+
+def main() -> None:
+    app()
+
+
+def kubectl_main() -> None:
+    kubectl_app()

@@ -1,0 +1,1 @@
+"""Pure logic: rollout engine, analysis judge, statistics. No I/O."""

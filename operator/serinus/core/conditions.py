@@ -1,0 +1,88 @@
+"""Conditions derived from the phase, readable by kstatus, Flux, Argo CD and humans.
+
+- Ready: the spec's revision is the stable version and serves all traffic.
+- Progressing: a rollout is under way (Deployment-style).
+- Degraded: something needs a person: the stable version is short of pods, or the last rollout
+  was rolled back or failed.
+- Reconciling / Stalled: the kstatus conventions (Flux health checks, `kstatus` in CI).
+Conditions of other types (e.g. Drifted, written by monitoring) are left as they are.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from serinus.api.status import (
+    ROLLOUT_PHASES,
+    Condition,
+    ConditionStatus,
+    ModelDeploymentStatus,
+    Phase,
+)
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+DRIFTED = "Drifted"
+SPEC_VALID = "SpecValid"
+
+_SETTLED_BADLY = frozenset({Phase.ROLLED_BACK, Phase.FAILED})
+
+
+def _truth(value: bool) -> ConditionStatus:
+    return ConditionStatus.TRUE if value else ConditionStatus.FALSE
+
+
+def _wanted(status: ModelDeploymentStatus) -> dict[str, ConditionStatus]:
+    phase = status.phase
+    return {
+        READY: _truth(phase == Phase.STABLE),
+        PROGRESSING: _truth(phase in ROLLOUT_PHASES),
+        DEGRADED: _truth(phase == Phase.DEGRADED or phase in _SETTLED_BADLY),
+        RECONCILING: _truth(phase in ROLLOUT_PHASES or phase == Phase.PENDING),
+        STALLED: _truth(phase in _SETTLED_BADLY),
+    }
+
+
+def set_condition(
+    conditions: list[Condition],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """The list with one condition set; lastTransitionTime moves only when status flips."""
+    previous = next((c for c in conditions if c.type == type_), None)
+    changed = previous is None or previous.status != status
+    updated = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=now if changed or previous is None else previous.last_transition_time,
+        observed_generation=generation,
+    )
+    return (
+        [updated if c.type == type_ else c for c in conditions]
+        if previous
+        else [
+            *conditions,
+            updated,
+        ]
+    )
+
+
+def with_conditions(
+    status: ModelDeploymentStatus, now: datetime, generation: int | None
+) -> list[Condition]:
+    """The status's conditions brought in line with its phase."""
+    conditions = [c for c in status.conditions if c.type != SPEC_VALID]  # decide() ran: valid
+    for type_, truth in _wanted(status).items():
+        conditions = set_condition(
+            conditions, type_, truth, status.phase.value, status.message, now, generation
+        )
+    return conditions
