@@ -1,0 +1,1 @@
+"""Metrics providers: read one analysis window of both variants for the judge."""

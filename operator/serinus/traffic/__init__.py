@@ -1,0 +1,1 @@
+"""Traffic routers: split requests between the stable and the canary version."""
