@@ -125,6 +125,75 @@ def validate_command(files: FilesOption) -> None:
     _validate(files)
 
 
+@app.command(
+    "pack",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def pack_command(context: typer.Context) -> None:
+    """Build a model bundle (model file, serinus.json, reference profile). `serinus pack --help`."""
+    from serinus_runtime.pack import pack_main
+
+    raise typer.Exit(code=pack_main(list(context.args)))
+
+
+@app.command("check")
+def check_command(
+    plan: Annotated[str, typer.Option(help="JSON: {model, url, stableUrl?, validation}.")],
+) -> None:
+    """Validate a running new version: smoke requests and the dataset gate (used by the
+    validation Job). Exit 0 when it passes, 1 when not; the printed line says why."""
+    from pydantic import ValidationError
+
+    from serinus.checks import check_main
+
+    try:
+        code = check_main(plan)
+    except ValidationError as error:
+        err.print(f"--plan is not a valid check plan: {error}")
+        raise typer.Exit(code=2) from error
+    raise typer.Exit(code=code)
+
+
+@app.command("operator")
+def operator_command(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Watch only these namespaces (repeatable)."),
+    ] = None,
+    standalone: Annotated[
+        bool, typer.Option(help="No peering: for exactly one replica.")
+    ] = False,
+    peering: Annotated[str, typer.Option(help="Peering object name (two replicas).")] = "serinus",
+    priority: Annotated[int, typer.Option(help="Peering priority of this replica.")] = 0,
+    liveness: Annotated[
+        str, typer.Option(help="Liveness endpoint URL; empty disables it.")
+    ] = "http://0.0.0.0:8080/healthz",
+) -> None:
+    """Run the operator (in-cluster config, or KUBECONFIG)."""
+    import kopf
+    import kubernetes
+
+    import serinus.kube.handlers  # noqa: F401  -- registers the handlers
+
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        try:
+            kubernetes.config.load_kube_config()
+        except (kubernetes.config.ConfigException, OSError) as error:
+            err.print(f"no Kubernetes credentials: not in a pod and no usable kubeconfig ({error})")
+            raise typer.Exit(code=2) from error
+    kopf.run(
+        clusterwide=not namespace,
+        namespaces=namespace or (),
+        standalone=standalone,
+        peering_name=peering,
+        priority=priority,
+        liveness_endpoint=liveness or None,
+    )
+
+
 @kubectl_app.command("version")
 def kubectl_version_command() -> None:
     """Print the version."""

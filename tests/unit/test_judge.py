@@ -89,9 +89,7 @@ class Case:
 
 
 def check(case: Case) -> MetricResult:
-    outcome = judge(
-        analysis(case.metric, **case.settings), window(case.canary, case.stable)
-    )
+    outcome = judge(analysis(case.metric, **case.settings), window(case.canary, case.stable))
     [result] = outcome.metrics
     assert result.name == case.metric.name
     assert (result.verdict, outcome.verdict) == (case.verdict, case.verdict), result.reason

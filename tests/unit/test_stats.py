@@ -163,9 +163,7 @@ def test_worse_proportion_rejects_impossible_counts(
         stats.worse_proportion_p_value(*args)
 
 
-@given(
-    total=st.integers(1, 5000), bad_share=st.floats(0, 1), scale=st.integers(1, 20)
-)
+@given(total=st.integers(1, 5000), bad_share=st.floats(0, 1), scale=st.integers(1, 20))
 def test_identical_rates_are_never_significant(total: int, bad_share: float, scale: int) -> None:
     bad = round(total * bad_share)
     assert stats.worse_proportion_p_value(bad, total, bad * scale, total * scale) > 0.4
@@ -237,7 +235,5 @@ def test_psi_sampling_bias() -> None:
         ([100, 0], [100, 0], False),  # one occupied bin: nothing to compare
     ],
 )
-def test_homogeneity_p_value(
-    expected: list[float], actual: list[float], significant: bool
-) -> None:
+def test_homogeneity_p_value(expected: list[float], actual: list[float], significant: bool) -> None:
     assert (stats.homogeneity_p_value(expected, actual) < 0.01) is significant

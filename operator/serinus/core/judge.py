@@ -116,10 +116,10 @@ def judge(spec: AnalysisSpec, window: AnalysisWindow) -> AnalysisOutcome:
     """Judge every metric of `spec` on one window."""
     canary_requests = window.canary.requests if window.canary is not None else None
     problem = _window_problem(spec, window)
-    if problem is not None or window.canary is None:
-        reason = problem or "no canary observations in the window"
-        results = [_inconclusive(metric.name, reason) for metric in spec.metrics]
+    if problem is not None:
+        results = [_inconclusive(metric.name, problem) for metric in spec.metrics]
     else:
+        assert window.canary is not None  # _window_problem reports a missing canary
         context = _Context(spec, window.canary, window.stable)
         results = [_judge_metric(metric, context) for metric in spec.metrics]
     return AnalysisOutcome(metrics=results, canary_requests=canary_requests)
@@ -179,13 +179,13 @@ def _window_problem(spec: AnalysisSpec, window: AnalysisWindow) -> str | None:
 
 
 def _judge_metric(metric: AnalysisMetric, context: _Context) -> MetricResult:
-    judges: dict[str, Callable[[AnalysisMetric, _Context], MetricResult]] = {
+    builtin: dict[str, Callable[[AnalysisMetric, _Context], MetricResult]] = {
         ERROR_RATE: _judge_error_rate,
         LATENCY_P99: _judge_latency,
         PREDICTION_DRIFT: _judge_prediction_drift,
-    }
+    }  # the names of spec.BUILTIN_METRICS; any other name is a custom metric
     try:
-        return judges.get(metric.name, _judge_custom)(metric, context)
+        return builtin.get(metric.name, _judge_custom)(metric, context)
     except _NoVerdict as missing:
         return _inconclusive(metric.name, str(missing))
     except ValueError as unusable:
@@ -247,9 +247,7 @@ def _judge_error_rate(metric: AnalysisMetric, context: _Context) -> MetricResult
     name = metric.name
     bounds: list[_Bound] = []
     if metric.max is not None:
-        bounds.append(
-            _error_rate_max(name, metric.max, canary_rate, stable_rate, p_worse, context)
-        )
+        bounds.append(_error_rate_max(name, metric.max, canary_rate, stable_rate, p_worse, context))
     if metric.min is not None:
         bounds.append(_plain_min(name, canary_rate, metric.min, format_rate))
     if metric.max_ratio_to_stable is not None:
@@ -274,9 +272,7 @@ def _error_rate_max(
         alone = "stable served no requests in the window, so judged against the bound alone"
         if canary_rate > bound:
             return _Bound(Verdict.FAIL, bound, f"{name} {canary_text} > max {bound_text}; {alone}")
-        return _Bound(
-            Verdict.PASS, bound, f"{name} {canary_text} within max {bound_text}; {alone}"
-        )
+        return _Bound(Verdict.PASS, bound, f"{name} {canary_text} within max {bound_text}; {alone}")
     stable_text = format_rate(stable_rate)
     if canary_rate <= bound:
         return _Bound(
@@ -459,9 +455,7 @@ def _latency_max(
     bound_text = format_seconds(bound)
     if stable is None or tail is None:
         alone = "stable served no requests in the window, so judged against the bound alone"
-        verdict, relation = (
-            (Verdict.FAIL, ">") if canary.p99 > bound else (Verdict.PASS, "within")
-        )
+        verdict, relation = (Verdict.FAIL, ">") if canary.p99 > bound else (Verdict.PASS, "within")
         return _Bound(verdict, bound, f"{head} {relation} max {bound_text}; {alone}")
     if canary.p99 <= bound:
         return _Bound(
@@ -606,9 +600,7 @@ def _drift_max(
             f"{head} > max {format_psi(bound)}: canary predictions are distributed differently "
             f"from stable's ({samples}, chi-square {format_p(p)})",
         )
-    noise = stats.psi_sampling_bias(
-        len(canary_counts), stable_counts.sum(), canary_counts.sum()
-    )
+    noise = stats.psi_sampling_bias(len(canary_counts), stable_counts.sum(), canary_counts.sum())
     return _Bound(
         Verdict.PASS,
         bound,

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 Bucket = tuple[float, float]
 """(upper bound `le`, cumulative count of observations <= le)."""
@@ -173,7 +173,11 @@ def psi(
         raise ValueError("pseudo_count must be positive to keep PSI finite")
     table = _count_vectors(expected, actual) + pseudo_count
     shares = table / table.sum(axis=1, keepdims=True)
-    return float(stats.entropy(shares[1], shares[0]) + stats.entropy(shares[0], shares[1]))
+    expected_shares, actual_shares = shares
+    divergence = special.rel_entr(actual_shares, expected_shares) + special.rel_entr(
+        expected_shares, actual_shares
+    )
+    return float(divergence.sum())
 
 
 def psi_sampling_bias(bins: int, expected_total: float, actual_total: float) -> float:
