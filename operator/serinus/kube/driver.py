@@ -1,0 +1,403 @@
+"""The Kubernetes driver of the engine: read the world, `decide`, carry out the actions.
+
+One `tick(body)` per kopf event or timer firing. It follows the driver contract of
+`serinus.core.actions`: every action is applied before the new status is returned for kopf to
+patch; if an action raises, nothing is persisted and the next tick decides again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+from urllib3.exceptions import HTTPError
+
+from serinus.api.resource import ACTION_ANNOTATION, API_VERSION, KIND
+from serinus.api.rules import check_manifest
+from serinus.api.spec import AnalysisSpec, ModelDeploymentSpec, TrafficProvider
+from serinus.api.status import ModelDeploymentStatus
+from serinus.core.actions import (
+    Action,
+    Decision,
+    Deploy,
+    EmitEvent,
+    Promote,
+    RunValidation,
+    ScaleDown,
+    SetWeight,
+)
+from serinus.core.engine import analysis_due, analysis_window, decide, reject_spec
+from serinus.core.judge import judge
+from serinus.core.observations import Observations, parse_action
+from serinus.kube import builders
+from serinus.kube.operator_metrics import OperatorMetrics
+from serinus.kube.pod_metrics import PodMetricsSource
+from serinus.kube.world import ClusterReader
+from serinus.metrics.provider import AnalysisTarget, MetricsProvider, MetricsSource
+from serinus.metrics.registry import provider_for
+from serinus.traffic import naming
+from serinus.traffic.kube_api import DynamicKubeObjects, KubeObjects
+from serinus.traffic.registry import router_for
+from serinus.traffic.router import RouteContext, TrafficRouter
+
+log = logging.getLogger("serinus.operator")
+
+DEFAULT_OPERATOR_IMAGE = "ghcr.io/serinus-dev/serinus-operator:0.1.0"
+
+
+@dataclass
+class Outcome:
+    """What one tick produced: the status for kopf to patch (Events are already posted)."""
+
+    status: dict[str, Any]
+    events: list[EmitEvent]
+
+
+@dataclass
+class _Deployment:
+    """One ModelDeployment as read from its body."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int | None
+    annotations: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class KubeDriver:
+    api_client: kubernetes.client.ApiClient
+    operator_image: str = DEFAULT_OPERATOR_IMAGE
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    provider_factory: Callable[[AnalysisSpec, MetricsSource], MetricsProvider] = provider_for
+    _providers: dict[tuple[str, str], MetricsProvider] = field(default_factory=dict)
+    _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
+    _latest: dict[tuple[str, str], ModelDeploymentStatus] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.reader = ClusterReader(self.api_client)
+        self.core = kubernetes.client.CoreV1Api(self.api_client)
+        self.objects: KubeObjects = DynamicKubeObjects(self.api_client)
+
+    # --- entry point -----------------------------------------------------------------------
+
+    def tick(self, body: dict[str, Any]) -> Outcome:
+        deployment = _read(body)
+        with self._lock_for(deployment):
+            return self._tick(deployment)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The ModelDeployment is gone: drop what was kept for it."""
+        with self._guard:
+            self._locks.pop((namespace, name), None)
+            self._latest.pop((namespace, name), None)
+            provider = self._providers.pop((namespace, name), None)
+        if provider is not None:
+            provider.close()
+        self.metrics.forget(namespace, name)
+
+    def _lock_for(self, deployment: _Deployment) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault((deployment.namespace, deployment.name), threading.Lock())
+
+    def _tick(self, deployment: _Deployment) -> Outcome:
+        now = self.clock()
+        key = (deployment.namespace, deployment.name)
+        # A timer and an event handler can both hold a body read before the other's status
+        # patch landed: the status this process decided last is the newer truth.
+        status = self._latest.get(key) or _stored_status(deployment.body)
+        problems = check_manifest(deployment.body)
+        if problems:
+            decision = reject_spec(status, [str(p) for p in problems], deployment.generation, now)
+            return self._outcome(deployment, status, decision)
+        spec = ModelDeploymentSpec.model_validate(deployment.body["spec"])
+        router = router_for(spec.traffic, self.objects)
+        observations = self._observe(deployment, spec, status, router, now)
+        decision = decide(spec, status, observations, now)
+        for action in decision.actions:
+            self._apply(action, deployment, spec, status, decision, router, now)
+        return self._outcome(deployment, status, decision)
+
+    def _outcome(
+        self, deployment: _Deployment, before: ModelDeploymentStatus, decision: Decision
+    ) -> Outcome:
+        self.metrics.record(deployment.namespace, deployment.name, before, decision.status)
+        self._latest[(deployment.namespace, deployment.name)] = decision.status
+        events = [a for a in decision.actions if isinstance(a, EmitEvent)]
+        for event in events:
+            log.info(
+                "%s/%s %s: %s", deployment.namespace, deployment.name, event.reason, event.message
+            )
+            self._post_event(deployment, event)
+        return Outcome(status=decision.status.model_dump(mode="json", by_alias=True), events=events)
+
+    def _post_event(self, deployment: _Deployment, event: EmitEvent) -> None:
+        """An Event on the ModelDeployment; a failure to post one never fails the tick."""
+        try:
+            self.core.create_namespaced_event(
+                deployment.namespace,
+                builders.build_event(deployment_ref(deployment), event, self.clock()),
+            )
+        except (ApiException, HTTPError) as error:
+            log.warning("could not post Event %s on %s: %s", event.reason, deployment.name, error)
+
+    # --- observing -------------------------------------------------------------------------
+
+    def _route(
+        self,
+        deployment: _Deployment,
+        spec: ModelDeploymentSpec,
+        stable: str | None,
+        canary: str | None,
+    ) -> RouteContext:
+        return RouteContext(
+            name=deployment.name,
+            namespace=deployment.namespace,
+            stable=stable,
+            canary=canary,
+            replicas=spec.runtime.replicas,
+            traffic=spec.traffic,
+            owner=builders.owner_reference(deployment.name, deployment.uid),
+        )
+
+    def _observe(
+        self,
+        deployment: _Deployment,
+        spec: ModelDeploymentSpec,
+        status: ModelDeploymentStatus,
+        router: TrafficRouter,
+        now: datetime,
+    ) -> Observations:
+        canary, stable = status.canary, status.stable
+        weight = None
+        validation = None
+        analysis = None
+        if canary is not None:
+            route = self._route(
+                deployment, spec, stable.revision if stable else None, canary.revision
+            )
+            weight = router.observed_weight(route)
+            if canary.validation_started_at is not None:
+                validation = self.reader.validation(
+                    deployment.namespace,
+                    _job_name(deployment.name, canary.revision, canary.started_at),
+                    canary.revision,
+                )
+            if stable is not None and analysis_due(spec, status, now):
+                target = self._target(deployment, spec, stable.revision, canary.revision)
+                start = analysis_window(status) or now
+                window = self._provider(deployment, spec).window(target, start, now)
+                analysis = judge(spec.rollout.analysis, window)
+        return Observations(
+            generation=deployment.generation,
+            ready_replicas=self.reader.ready_replicas(deployment.namespace, deployment.name),
+            weight=weight,
+            analysis=analysis,
+            validation=validation,
+            action=parse_action(deployment.annotations.get(ACTION_ANNOTATION)),
+        )
+
+    def _target(
+        self, deployment: _Deployment, spec: ModelDeploymentSpec, stable: str, canary: str
+    ) -> AnalysisTarget:
+        custom = tuple(m for m in spec.rollout.analysis.metrics if m.query)
+        return AnalysisTarget(
+            name=deployment.name,
+            namespace=deployment.namespace,
+            stable=stable,
+            canary=canary,
+            custom=custom,
+        )
+
+    def _provider(self, deployment: _Deployment, spec: ModelDeploymentSpec) -> MetricsProvider:
+        key = (deployment.namespace, deployment.name)
+        with self._guard:
+            provider = self._providers.get(key)
+            if provider is None:
+                source = PodMetricsSource(
+                    self.api_client, deployment.namespace, deployment.name, builders.RUNTIME_PORT
+                )
+                provider = self.provider_factory(spec.rollout.analysis, source)
+                self._providers[key] = provider
+            return provider
+
+    # --- acting ----------------------------------------------------------------------------
+
+    def _apply(
+        self,
+        action: Action,
+        deployment: _Deployment,
+        spec: ModelDeploymentSpec,
+        before: ModelDeploymentStatus,
+        decision: Decision,
+        router: TrafficRouter,
+        now: datetime,
+    ) -> None:
+        after = decision.status
+        ns, name = deployment.namespace, deployment.name
+        match action:
+            case Deploy(revision=revision):
+                self._ensure_services(deployment, after, spec.traffic.provider)
+                first = after.stable is None
+                replicas = spec.runtime.replicas if first else self._canary_start_replicas(spec)
+                variant = "stable" if first else "canary"
+                self._create_or_scale(
+                    builders.build_deployment(
+                        spec, name, ns, deployment.uid, revision, variant, replicas
+                    )
+                )
+            case SetWeight(canary=canary, stable=stable, weight=weight):
+                route = self._route(deployment, spec, stable, canary)
+                router.set_weight(route, weight)
+                if (
+                    weight > 0
+                    and stable is not None
+                    and (before.canary is None or before.canary.desired_weight == 0)
+                ):
+                    target = self._target(deployment, spec, stable, canary)
+                    self._provider(deployment, spec).mark(target)
+            case RunValidation(revision=revision):
+                assert after.canary is not None
+                stable_url = None
+                if after.stable is not None:
+                    _, stable_service, _ = naming.service_names(name)
+                    stable_url = f"http://{stable_service}.{ns}.svc:{builders.SERVICE_PORT}"
+                job = builders.build_validation_job(
+                    spec, name, ns, deployment.uid, revision, self.operator_image, stable_url
+                )
+                job["metadata"]["name"] = _job_name(name, revision, after.canary.started_at)
+                self.objects.create(job)
+            case Promote(revision=revision, previous=previous):
+                route = self._route(deployment, spec, previous, revision)
+                self.objects.scale(
+                    ns, naming.deployment_name(name, revision), spec.runtime.replicas
+                )
+                router.promote(route)
+                self._point_services(deployment, stable=revision, canary=None)
+            case ScaleDown(revision=revision):
+                kept = {ref.revision for ref in (after.stable, after.canary) if ref is not None}
+                deployment_name = naming.deployment_name(name, revision)
+                if revision in kept:
+                    self.objects.scale(ns, deployment_name, 0)
+                else:
+                    self.reader.delete_deployment(ns, deployment_name)
+            case EmitEvent():
+                pass  # posted by the kopf handler, which owns the body reference
+        if isinstance(action, Deploy | Promote):
+            self._point_services(
+                deployment,
+                stable=after.stable.revision if after.stable else None,
+                canary=after.canary.revision if after.canary else None,
+            )
+
+    def _create_or_scale(self, body: dict[str, Any]) -> None:
+        """A revision's Deployment: created once; a retried revision is scaled back up."""
+        metadata = body["metadata"]
+        existing = self.objects.get(
+            "apps/v1", "Deployment", metadata["namespace"], metadata["name"]
+        )
+        if existing is None:
+            self.objects.create(body)
+        else:
+            self.objects.scale(metadata["namespace"], metadata["name"], body["spec"]["replicas"])
+
+    @staticmethod
+    def _canary_start_replicas(spec: ModelDeploymentSpec) -> int:
+        # With a mesh, weight decides traffic and the canary can have its full size at once;
+        # the replicas router grows it step by step from one pod.
+        return 1 if spec.traffic.provider == TrafficProvider.REPLICAS else spec.runtime.replicas
+
+    @staticmethod
+    def _main_selector(
+        deployment: _Deployment, provider: TrafficProvider, serving: str | None
+    ) -> dict[str, str]:
+        # Without a mesh the client Service's selector is the split: until the replicas router
+        # widens it, only the serving revision's pods take client traffic (never a canary that
+        # is still being validated).
+        if provider == TrafficProvider.REPLICAS:
+            return naming.selector_for(deployment.name, serving)
+        return naming.selector_for(deployment.name)
+
+    def _ensure_services(
+        self,
+        deployment: _Deployment,
+        status: ModelDeploymentStatus,
+        spec_provider: TrafficProvider,
+    ) -> None:
+        main, stable_service, canary_service = naming.service_names(deployment.name)
+        stable = status.stable.revision if status.stable else None
+        canary = status.canary.revision if status.canary else None
+        for service, selector in (
+            (main, self._main_selector(deployment, spec_provider, stable or canary)),
+            (stable_service, naming.selector_for(deployment.name, stable or canary)),
+            (canary_service, naming.selector_for(deployment.name, canary or stable)),
+        ):
+            if self.objects.get("v1", "Service", deployment.namespace, service) is None:
+                self.objects.create(
+                    builders.build_service(
+                        service, deployment.name, deployment.namespace, deployment.uid, selector
+                    )
+                )
+
+    def _point_services(
+        self, deployment: _Deployment, stable: str | None, canary: str | None
+    ) -> None:
+        _, stable_service, canary_service = naming.service_names(deployment.name)
+        for service, revision in ((stable_service, stable), (canary_service, canary or stable)):
+            if revision is None:
+                continue
+            self.objects.patch(
+                "v1",
+                "Service",
+                deployment.namespace,
+                service,
+                {"spec": {"selector": naming.selector_for(deployment.name, revision)}},
+            )
+
+
+def _job_name(name: str, revision: str, started_at: datetime) -> str:
+    """One validation Job per attempt: a retry of the same revision gets a fresh Job."""
+    attempt = format(int(started_at.timestamp()), "x")[-6:]
+    return f"{builders.validation_job_name(name, revision)[:55]}-{attempt}"
+
+
+def deployment_ref(deployment: _Deployment) -> dict[str, str]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": deployment.name,
+        "namespace": deployment.namespace,
+        "uid": deployment.uid,
+    }
+
+
+def _read(body: dict[str, Any]) -> _Deployment:
+    metadata = body.get("metadata", {})
+    return _Deployment(
+        namespace=metadata.get("namespace") or "default",
+        name=metadata["name"],
+        uid=metadata.get("uid", ""),
+        generation=metadata.get("generation"),
+        annotations=dict(metadata.get("annotations") or {}),
+        body=body,
+    )
+
+
+def _stored_status(body: dict[str, Any]) -> ModelDeploymentStatus:
+    """The persisted status; a status that no longer parses starts over rather than wedging."""
+    raw = {k: v for k, v in (body.get("status") or {}).items() if not k.startswith("kopf")}
+    try:
+        return ModelDeploymentStatus.model_validate(raw)
+    except ValidationError as error:
+        log.warning("ignoring an unreadable status of %s: %s", body["metadata"]["name"], error)
+        return ModelDeploymentStatus()

@@ -1,0 +1,107 @@
+"""Kopf registration only: every handler hands the body to the driver and patches what it returns.
+
+Handlers are sync (kopf runs them in worker threads) and never return a value (kopf would store it
+in status). Settings come from the environment (the chart sets them):
+  SERINUS_TICK_SECONDS      how often each ModelDeployment is looked at (default 5)
+  SERINUS_OPERATOR_IMAGE    image of the validation Job (the operator's own image)
+  SERINUS_METRICS_PORT      port of the operator's /metrics (default 8081; 0 disables)
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import kopf
+import kubernetes
+from prometheus_client import start_http_server
+
+from serinus.api.resource import GROUP, PLURAL, VERSION
+from serinus.api.status import ROLLOUT_PHASES
+from serinus.kube.driver import DEFAULT_OPERATOR_IMAGE, KubeDriver, Outcome
+
+TICK_SECONDS = float(os.environ.get("SERINUS_TICK_SECONDS", "5"))
+STEADY_SECONDS = 30.0
+"""Outside a rollout, a ModelDeployment is looked at this often (pods, annotations, drift)."""
+
+_driver: KubeDriver | None = None
+_last_tick: dict[tuple[str, str], datetime] = {}
+_suspended = False
+
+
+def driver() -> KubeDriver:
+    global _driver
+    if _driver is None:
+        _driver = KubeDriver(
+            api_client=kubernetes.client.ApiClient(
+                kubernetes.client.Configuration.get_default_copy()
+            ),
+            operator_image=os.environ.get("SERINUS_OPERATOR_IMAGE", DEFAULT_OPERATOR_IMAGE),
+        )
+    return _driver
+
+
+def use_driver(replacement: KubeDriver | None) -> None:
+    """Tests and embedders inject their own driver (another ApiClient, a fake clock)."""
+    global _driver, _suspended
+    _driver = replacement
+    _suspended = False
+    _last_tick.clear()
+
+
+def suspend() -> None:
+    """Handlers return at once from now on (lets a test drain in-flight work before stopping)."""
+    global _suspended
+    _suspended = True
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.persistence.finalizer = f"{GROUP}/operator"
+    settings.posting.level = 30  # Events of kopf's own at WARNING and above; ours are explicit
+    settings.watching.server_timeout = 300
+    port = int(os.environ.get("SERINUS_METRICS_PORT", "8081"))
+    if port:
+        start_http_server(port, registry=driver().metrics.registry)
+
+
+def _apply(outcome: Outcome, patch: kopf.Patch) -> None:
+    patch.status.update(outcome.status)
+
+
+def _tick(body: kopf.Body, patch: kopf.Patch) -> None:
+    if _suspended:
+        return
+    key = (body.metadata.namespace or "default", body.metadata.name)
+    _last_tick[key] = datetime.now(UTC)
+    _apply(driver().tick(dict(body)), patch)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+@kopf.on.update(GROUP, VERSION, PLURAL, field="metadata.annotations")
+def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    _tick(body, patch)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, sharp=False)
+def heartbeat(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    key = (body.metadata.namespace or "default", body.metadata.name)
+    phase = (body.get("status") or {}).get("phase")
+    last = _last_tick.get(key)
+    steady = phase not in {p.value for p in ROLLOUT_PHASES} and phase not in (None, "Pending")
+    if steady and last and datetime.now(UTC) - last < timedelta(seconds=STEADY_SECONDS):
+        return
+    _tick(body, patch)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def forget(body: kopf.Body, **_: Any) -> None:
+    """Owner references garbage-collect the objects; only in-memory state is dropped here."""
+    key = (body.metadata.namespace or "default", body.metadata.name)
+    _last_tick.pop(key, None)
+    driver().forget(*key)

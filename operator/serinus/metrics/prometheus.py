@@ -1,0 +1,253 @@
+"""The `prometheus` provider: PromQL instant queries over Prometheus' HTTP API.
+
+Each variant is read with a handful of `increase(...[Ns])` queries evaluated at the window's
+end (`time=end`), N being the window rounded to whole seconds. Any failure — Prometheus
+unreachable, slow, answering an HTTP error, a PromQL error or something that is not JSON —
+becomes `AnalysisWindow.error`, which the judge reports as Inconclusive with that sentence.
+
+Missing data: a revision without request series is looked up once more through MODEL_READY,
+which the runtime exposes from start-up. Scraped but without requests → 0 requests (the judge
+then says "only 0 canary requests"); not scraped at all → an error naming the selector.
+Known limit: a counter series is created by its first increment, and Prometheus' increase()
+does not count a series' first sample, so the first requests of a new status code are missed.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from serinus.core.window import AnalysisWindow, Bucket, VariantWindow
+from serinus.metrics import promql
+from serinus.metrics.provider import AnalysisTarget
+from serinus_runtime import metric_names as mn
+
+_QUERY_PATH = "/api/v1/query"
+_SHOWN_QUERY_CHARS = 300
+
+
+class PrometheusError(Exception):
+    """Prometheus could not answer a query; the message says what and what to check."""
+
+
+class Sample(BaseModel):
+    """One element of an instant vector."""
+
+    model_config = ConfigDict(frozen=True)
+
+    metric: dict[str, str]
+    value: tuple[float, str]
+
+    @property
+    def number(self) -> float:
+        return float(self.value[1])
+
+
+class QueryData(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    resultType: str  # Prometheus' field name
+    result: Any
+
+
+def window_seconds(start: datetime, end: datetime) -> int:
+    """The window as whole seconds (PromQL ranges), at least 1."""
+    return max(1, round((end - start).total_seconds()))
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class PrometheusProvider:
+    """Reads analysis windows from the Prometheus at `address` (e.g. http://prometheus:9090)."""
+
+    def __init__(self, address: str, timeout: float = 5.0) -> None:
+        self.address = address.rstrip("/")
+        self.timeout = timeout
+        self._client = httpx.Client(base_url=self.address, timeout=timeout)
+
+    def mark(self, target: AnalysisTarget) -> None:
+        """Nothing to do: Prometheus keeps the history."""
+
+    def close(self) -> None:
+        self._client.close()
+
+    def window(self, target: AnalysisTarget, start: datetime, end: datetime) -> AnalysisWindow:
+        seconds = window_seconds(start, end)
+        at = _utc(end).timestamp()
+        try:
+            canary = self._variant(target, "canary", target.canary, seconds, at)
+            stable = self._variant(target, "stable", target.stable, seconds, at)
+        except PrometheusError as problem:
+            return AnalysisWindow(error=str(problem), interval_seconds=seconds)
+        return AnalysisWindow(canary=canary, stable=stable, interval_seconds=seconds)
+
+    # --- one variant ---------------------------------------------------------------------------
+
+    def _variant(
+        self, target: AnalysisTarget, variant: str, revision: str, seconds: int, at: float
+    ) -> VariantWindow:
+        by_code = self.query(promql.requests_by_code(target, revision, seconds), at)
+        if not by_code:
+            self._require_presence(target, variant, revision, seconds, at)
+        requests = sum(sample.number for sample in by_code)
+        errors = sum(
+            sample.number for sample in by_code if sample.metric.get(mn.CODE, "").startswith("5")
+        )
+        classes = self.query(promql.prediction_counts(target, revision, seconds), at)
+        values = self.query(promql.prediction_buckets(target, revision, seconds), at)
+        latency = self.query(promql.latency_buckets(target, revision, seconds), at)
+        bins = self.query(promql.feature_bins(target, revision, seconds), at)
+        return VariantWindow(
+            requests=round(requests),
+            errors=round(errors),
+            latency_buckets=_buckets(latency),
+            prediction_counts=(
+                {sample.metric.get(mn.CLASS, ""): sample.number for sample in classes}
+                if classes
+                else None
+            ),
+            prediction_buckets=_buckets(values),
+            feature_bins=_feature_bins(bins),
+            custom=self._custom(target, variant, revision, seconds, at),
+        )
+
+    def _require_presence(
+        self, target: AnalysisTarget, variant: str, revision: str, seconds: int, at: float
+    ) -> None:
+        if self.query(promql.presence(target, revision, seconds), at):
+            return
+        raise PrometheusError(
+            f"Prometheus at {self.address} has no series "
+            f"{promql.selector(mn.MODEL_READY, target, revision)} in the last {seconds}s for "
+            f"the {variant}: check that Prometheus scrapes the {variant} pods' /metrics and "
+            "keeps their model and revision labels"
+        )
+
+    def _custom(
+        self, target: AnalysisTarget, variant: str, revision: str, seconds: int, at: float
+    ) -> dict[str, float | None]:
+        values: dict[str, float | None] = {}
+        for metric in target.custom:
+            if metric.query is None:
+                continue
+            context = f"custom metric {metric.name}"
+            try:
+                query = promql.render(metric.query, target, variant, revision, seconds)
+            except promql.TemplateError as problem:
+                raise PrometheusError(f"{context}: {problem}") from None
+            values[metric.name] = self._single_value(query, at, context)
+        return values
+
+    def _single_value(self, query: str, at: float, context: str) -> float | None:
+        result_type, result = self._raw_query(query, at, context)
+        if result_type == "scalar":
+            value = float(result[1])
+        else:
+            samples = _vector(result, self.address, query)
+            if not samples:
+                return None
+            if len(samples) > 1:
+                raise PrometheusError(
+                    f"{context}: the query returned {len(samples)} series where one value is "
+                    f"needed: aggregate it, e.g. sum(...) (query: {_shown(query)})"
+                )
+            value = samples[0].number
+        return None if math.isnan(value) else value
+
+    # --- the HTTP API --------------------------------------------------------------------------
+
+    def query(self, query: str, at: float) -> list[Sample]:
+        """An instant query evaluated at `at` (Unix seconds) that must return a vector."""
+        result_type, result = self._raw_query(query, at, "built-in query")
+        if result_type != "vector":
+            raise PrometheusError(
+                f"Prometheus at {self.address} answered a {result_type} where a vector was "
+                f"expected for {_shown(query)}"
+            )
+        return _vector(result, self.address, query)
+
+    def _raw_query(self, query: str, at: float, context: str) -> tuple[str, Any]:
+        where = f"Prometheus at {self.address}"
+        try:
+            response = self._client.get(_QUERY_PATH, params={"query": query, "time": f"{at:.3f}"})
+        except httpx.TimeoutException:
+            raise PrometheusError(
+                f"{where}: no answer within {self.timeout:g}s: check that it is running and not "
+                "overloaded"
+            ) from None
+        except httpx.TransportError as problem:
+            raise PrometheusError(
+                f"{where}: unreachable ({problem or type(problem).__name__}): check "
+                "analysis.prometheus.address and that Prometheus is running"
+            ) from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and body.get("status") == "error":
+            raise PrometheusError(
+                f"{where}: {context} failed ({body.get('errorType', 'error')}: "
+                f"{body.get('error', 'no message')}): check the query {_shown(query)}"
+            )
+        if response.is_error:
+            raise PrometheusError(
+                f"{where}: HTTP {response.status_code} from {_QUERY_PATH}: check that the "
+                "address is Prometheus' base URL (no path such as /api/v1) and that a proxy "
+                "in front of it lets queries through"
+            )
+        if not isinstance(body, dict) or body.get("status") != "success":
+            raise PrometheusError(
+                f"{where}: {_QUERY_PATH} answered something that is not a Prometheus API "
+                f"response ({_shown(response.text, 80)!r}): is the address Prometheus itself?"
+            )
+        try:
+            data = QueryData.model_validate(body.get("data"))
+        except ValidationError:
+            raise PrometheusError(
+                f"{where}: a query response without data.resultType/result: is the address "
+                "Prometheus itself?"
+            ) from None
+        return data.resultType, data.result
+
+
+def _vector(result: Any, address: str, query: str) -> list[Sample]:
+    try:
+        return [Sample.model_validate(element) for element in result]
+    except (ValidationError, TypeError):
+        raise PrometheusError(
+            f"Prometheus at {address}: an unreadable vector for {_shown(query)}"
+        ) from None
+
+
+def _shown(text: str, limit: int = _SHOWN_QUERY_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+def _buckets(samples: list[Sample]) -> list[Bucket] | None:
+    """Cumulative buckets sorted by `le`; None when there are none (the metric is absent)."""
+    buckets = [(float(sample.metric.get(mn.LE, "nan")), sample.number) for sample in samples]
+    buckets = [bucket for bucket in buckets if not math.isnan(bucket[0])]
+    return sorted(buckets) or None
+
+
+def _feature_bins(samples: list[Sample]) -> dict[str, list[float]] | None:
+    """Per feature, row counts indexed by bin; the `missing` bin is left out (it is no bin of
+    the reference profile's distribution)."""
+    counts: dict[str, dict[int, float]] = {}
+    for sample in samples:
+        feature, bin_label = sample.metric.get(mn.FEATURE), sample.metric.get(mn.BIN, "")
+        if feature is None or not bin_label.isdigit():
+            continue
+        counts.setdefault(feature, {})[int(bin_label)] = sample.number
+    if not counts:
+        return None
+    return {
+        feature: [by_bin.get(index, 0.0) for index in range(max(by_bin) + 1)]
+        for feature, by_bin in counts.items()
+    }

@@ -1,0 +1,48 @@
+"""`provider_for(analysis, source)`: the metrics provider named by `analysis.provider`.
+
+One factory per provider name, like Flagger's pkg/metrics/providers. A driver keeps the provider
+it gets for as long as the analysis settings stay the same: the scrape provider's kept samples
+are the baselines of its next windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from serinus.api.spec import AnalysisProvider, AnalysisSpec
+from serinus.metrics.prometheus import PrometheusProvider
+from serinus.metrics.provider import MetricsProvider, MetricsSource
+from serinus.metrics.scrape import ScrapeProvider
+
+ProviderFactory = Callable[[AnalysisSpec, MetricsSource | None], MetricsProvider]
+
+
+def _prometheus(analysis: AnalysisSpec, _source: MetricsSource | None) -> MetricsProvider:
+    if analysis.prometheus is None:
+        raise ValueError("analysis.provider prometheus needs analysis.prometheus.address")
+    return PrometheusProvider(analysis.prometheus.address)
+
+
+def _scrape(_analysis: AnalysisSpec, source: MetricsSource | None) -> MetricsProvider:
+    if source is None:
+        raise ValueError(
+            "analysis.provider scrape needs a metrics source (the runtime pods or processes) "
+            "to read from"
+        )
+    return ScrapeProvider(source)
+
+
+PROVIDERS: dict[str, ProviderFactory] = {
+    AnalysisProvider.PROMETHEUS.value: _prometheus,
+    AnalysisProvider.SCRAPE.value: _scrape,
+}
+
+
+def provider_for(analysis: AnalysisSpec, source: MetricsSource | None) -> MetricsProvider:
+    """A new provider for `analysis`. Raises ValueError when its settings are incomplete
+    (which the CRD's rules already reject)."""
+    factory = PROVIDERS.get(str(analysis.provider))
+    if factory is None:
+        known = ", ".join(sorted(PROVIDERS))
+        raise ValueError(f"unknown analysis.provider {analysis.provider!r}; known: {known}")
+    return factory(analysis, source)

@@ -1,0 +1,293 @@
+"""The `scrape` provider (the embedded default): reads the runtimes' /metrics itself.
+
+No Prometheus needed: each `mark()` / `window()` reads every ready pod (or process) of both
+revisions through a `MetricsSource` and keeps the sample. A window is the difference between the
+sample taken now and the baseline sample taken at its start, per pod, summed over pods.
+
+Rules, Prometheus-like where Prometheus has one:
+- The baseline is the kept sample closest to the window's start, no further than `slack` from
+  it. Every `window()` keeps its sample, so back-to-back windows need no `mark()`. Without one
+  (first window after an operator restart, or a start far from any sample) the window is an
+  error — Inconclusive — and the sample taken now is the next window's baseline.
+- A pod restarted since the baseline (another process start time, a counter that went down or
+  disappeared) counts its whole current values as the increase, like Prometheus' counter reset.
+- A pod absent from the baseline started during the window: its whole values count.
+- A pod absent now (deleted, or not answering) contributes nothing: its requests since the
+  baseline are unknown. A pod restarted in place keeps its name and is handled as a reset.
+- Custom metrics (PromQL queries) need the prometheus provider; they are left out here.
+- Memory stays bounded: a few samples per revision, forgotten when a revision has not been asked
+  about for `forget_after`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel, ConfigDict
+
+from serinus.core.window import AnalysisWindow, Bucket, VariantWindow
+from serinus.metrics.provider import AnalysisTarget, MetricsSource, ScrapeError
+from serinus_runtime import metric_names as mn
+
+NO_BASELINE = (
+    "no baseline sample at the window start (operator restarted?): the next window will have one"
+)
+PROCESS_START = "process_start_time_seconds"
+SAMPLES_KEPT = 4
+
+Series = tuple[str, ...]
+"""What one counter measures, e.g. ("requests", "503"), ("latency", "0.005"), ("bin", "f", "2")."""
+
+_REQUESTS, _LATENCY, _CLASS, _VALUE, _BIN = "requests", "latency", "class", "value", "bin"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PodCounters(BaseModel):
+    """The counters the judge needs from one pod's /metrics, summed over protocols/endpoints."""
+
+    model_config = ConfigDict(frozen=True)
+
+    started_at: float | None = None
+    series: dict[Series, float]
+
+
+class Snapshot(BaseModel):
+    """Every pod of one revision at one moment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    taken_at: datetime
+    pods: dict[str, PodCounters]
+
+
+class _RevisionHistory:
+    """The last few snapshots of one revision, and when it was last asked about."""
+
+    def __init__(self, now: datetime) -> None:
+        self.snapshots: deque[Snapshot] = deque(maxlen=SAMPLES_KEPT)
+        self.last_used = now
+        self.last_error: str | None = None
+
+    def closest(self, moment: datetime, slack: timedelta) -> Snapshot | None:
+        near = [s for s in self.snapshots if abs(s.taken_at - moment) <= slack]
+        return min(near, key=lambda s: abs(s.taken_at - moment), default=None)
+
+
+_HistoryKey = tuple[str | None, str, str]
+
+
+class ScrapeProvider:
+    """Windows computed from samples of the runtimes' /metrics, read through `source`.
+
+    Keep one instance per driver: its samples are the baselines of the next windows."""
+
+    def __init__(
+        self,
+        source: MetricsSource,
+        clock: Callable[[], datetime] = _utc_now,
+        *,
+        slack: timedelta = timedelta(seconds=10),
+        forget_after: timedelta = timedelta(hours=1),
+    ) -> None:
+        self.source = source
+        self.clock = clock
+        self.slack = slack
+        self.forget_after = forget_after
+        self._histories: dict[_HistoryKey, _RevisionHistory] = {}
+        self._lock = threading.Lock()
+
+    def mark(self, target: AnalysisTarget) -> None:
+        """Take the baseline of a window starting now. A failed read is remembered and named by
+        the window that needed it."""
+        for variant, revision in _variants(target):
+            try:
+                self._keep(target, revision, self._read(variant, revision))
+            except ScrapeError as problem:
+                self._history(target, revision).last_error = str(problem)
+
+    def window(self, target: AnalysisTarget, start: datetime, end: datetime) -> AnalysisWindow:
+        seconds = (end - start).total_seconds()
+        if seconds <= 0:
+            raise ValueError(f"the window ends ({end}) before it starts ({start})")
+        observed: dict[str, VariantWindow | None] = {}
+        missing: list[str] = []
+        for variant, revision in _variants(target):
+            history = self._history(target, revision)
+            baseline = history.closest(start, self.slack)
+            try:
+                now = self._read(variant, revision)
+            except ScrapeError as problem:
+                return AnalysisWindow(error=str(problem), interval_seconds=seconds)
+            self._keep(target, revision, now)
+            if baseline is None:
+                missing.append(_with_cause(variant, history.last_error))
+                continue
+            observed[variant] = _variant_window(baseline, now)
+            history.last_error = None
+        if missing:
+            return AnalysisWindow(
+                error=NO_BASELINE + "".join(missing),
+                interval_seconds=seconds,
+            )
+        return AnalysisWindow(
+            canary=observed["canary"], stable=observed["stable"], interval_seconds=seconds
+        )
+
+    def close(self) -> None:
+        """Forget every sample (the source belongs to whoever created it)."""
+        with self._lock:
+            self._histories.clear()
+
+    # --- samples -------------------------------------------------------------------------------
+
+    def _read(self, variant: str, revision: str) -> Snapshot:
+        try:
+            texts = self.source.scrape(revision)
+        except ScrapeError as problem:
+            message = f"could not read the {variant} ({revision})'s metrics: {problem}"
+            raise ScrapeError(message) from None
+        taken_at = self.clock()
+        pods: dict[str, PodCounters] = {}
+        for pod, text in texts.items():
+            try:
+                pods[pod] = parse_counters(text)
+            except ValueError as problem:
+                raise ScrapeError(
+                    f"{pod} of the {variant} ({revision}) answered /metrics that is not "
+                    f"Prometheus text ({problem}): is it a Serinus runtime?"
+                ) from None
+        return Snapshot(taken_at=taken_at, pods=pods)
+
+    def _history(self, target: AnalysisTarget, revision: str) -> _RevisionHistory:
+        now = self.clock()
+        with self._lock:
+            self._forget_idle(now)
+            key = (target.namespace, target.name, revision)
+            history = self._histories.setdefault(key, _RevisionHistory(now))
+            history.last_used = now
+            return history
+
+    def _keep(self, target: AnalysisTarget, revision: str, snapshot: Snapshot) -> None:
+        history = self._history(target, revision)
+        with self._lock:
+            history.snapshots.append(snapshot)
+
+    def _forget_idle(self, now: datetime) -> None:
+        idle = [key for key, h in self._histories.items() if now - h.last_used > self.forget_after]
+        for key in idle:
+            del self._histories[key]
+
+    @property
+    def revisions_kept(self) -> int:
+        """How many revisions have samples in memory."""
+        return len(self._histories)
+
+
+def _variants(target: AnalysisTarget) -> tuple[tuple[str, str], tuple[str, str]]:
+    return (("canary", target.canary), ("stable", target.stable))
+
+
+def _with_cause(variant: str, error: str | None) -> str:
+    return f" ({variant}: the read at the window start failed: {error})" if error else ""
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def parse_counters(text: str) -> PodCounters:
+    """The judge's counters from one exposition text. Raises ValueError for malformed text."""
+    series: dict[Series, float] = {}
+    started_at: float | None = None
+    inference = set(mn.INFERENCE_ENDPOINTS)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels, name = sample.labels, sample.name
+            key: Series | None = None
+            if name == PROCESS_START:
+                started_at = sample.value
+            elif name == mn.REQUESTS_TOTAL and labels.get(mn.ENDPOINT) in inference:
+                key = (_REQUESTS, labels.get(mn.CODE, ""))
+            elif name == f"{mn.LATENCY_SECONDS}_bucket" and labels.get(mn.ENDPOINT) in inference:
+                key = (_LATENCY, labels.get(mn.LE, ""))
+            elif name == mn.PREDICTIONS_TOTAL:
+                key = (_CLASS, labels.get(mn.CLASS, ""))
+            elif name == f"{mn.PREDICTION_VALUE}_bucket":
+                key = (_VALUE, labels.get(mn.LE, ""))
+            elif name == mn.FEATURE_BIN_TOTAL:
+                key = (_BIN, labels.get(mn.FEATURE, ""), labels.get(mn.BIN, ""))
+            if key is not None:
+                series[key] = series.get(key, 0.0) + sample.value
+    return PodCounters(started_at=started_at, series=series)
+
+
+# --- deltas --------------------------------------------------------------------------------------
+
+
+def pod_increase(before: PodCounters | None, after: PodCounters) -> dict[Series, float]:
+    """What one pod counted between two samples; everything it has if it is new or restarted."""
+    if before is None or _restarted(before, after):
+        return dict(after.series)
+    return {key: value - before.series.get(key, 0.0) for key, value in after.series.items()}
+
+
+def _restarted(before: PodCounters, after: PodCounters) -> bool:
+    if before.started_at is not None and before.started_at != after.started_at:
+        return True
+    return any(after.series.get(key, -1.0) < value for key, value in before.series.items())
+
+
+def increase(baseline: Snapshot, now: Snapshot) -> dict[Series, float]:
+    """Summed over the pods present now."""
+    total: dict[Series, float] = {}
+    for pod, counters in now.pods.items():
+        for key, value in pod_increase(baseline.pods.get(pod), counters).items():
+            total[key] = total.get(key, 0.0) + value
+    return total
+
+
+def _variant_window(baseline: Snapshot, now: Snapshot) -> VariantWindow | None:
+    """None when the revision has no pod to read (the judge: "not observed")."""
+    if not now.pods:
+        return None
+    counts = increase(baseline, now)
+    by_kind: dict[str, dict[Series, float]] = {}
+    for key, value in counts.items():
+        by_kind.setdefault(key[0], {})[key[1:]] = value
+    requests = by_kind.get(_REQUESTS, {})
+    classes = by_kind.get(_CLASS)
+    return VariantWindow(
+        requests=round(sum(requests.values())),
+        errors=round(sum(v for (code,), v in requests.items() if code.startswith("5"))),
+        latency_buckets=_buckets(by_kind.get(_LATENCY, {}).items()),
+        prediction_counts={label: v for (label,), v in classes.items()} if classes else None,
+        prediction_buckets=_buckets(by_kind.get(_VALUE, {}).items()),
+        feature_bins=_feature_bins(by_kind.get(_BIN, {})),
+    )
+
+
+def _buckets(items: Iterable[tuple[Series, float]]) -> list[Bucket] | None:
+    buckets = sorted((float(le), value) for (le,), value in items)
+    return [b for b in buckets if not math.isnan(b[0])] or None
+
+
+def _feature_bins(counts: dict[Series, float]) -> dict[str, list[float]] | None:
+    """Per feature, counts indexed by bin; the `missing` bin is left out (it is no bin of the
+    reference profile's distribution)."""
+    by_feature: dict[str, dict[int, float]] = {}
+    for (feature, bin_label), value in counts.items():
+        if bin_label.isdigit():
+            by_feature.setdefault(feature, {})[int(bin_label)] = value
+    if not by_feature:
+        return None
+    return {
+        feature: [bins.get(index, 0.0) for index in range(max(bins) + 1)]
+        for feature, bins in by_feature.items()
+    }

@@ -1,0 +1,56 @@
+"""Shared pieces of the kopf + kmock tests: the resource key, a scripted provider, polling."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from serinus.api.resource import GROUP, PLURAL, VERSION
+from serinus.core.window import AnalysisWindow, VariantWindow
+from serinus.metrics.provider import AnalysisTarget
+
+MD = f"{GROUP}/{VERSION}/{PLURAL}"
+NS = "ns1"
+
+
+def healthy(requests: int, errors: int | None = None) -> VariantWindow:
+    """A variant that answers like the stable one: 0.4 % errors, ~5 ms, a 50/30/20 mix."""
+    buckets = [(0.001, 0.0), (0.005, 0.5), (0.01, 0.95), (0.05, 1.0), (float("inf"), 1.0)]
+    return VariantWindow(
+        requests=requests,
+        errors=requests // 250 if errors is None else errors,
+        latency_buckets=[(le, share * requests) for le, share in buckets],
+        prediction_counts={"0": 0.5 * requests, "1": 0.3 * requests, "2": 0.2 * requests},
+    )
+
+
+class ScriptedProvider:
+    """A fake MetricsProvider: the window a test wants, for the canary and stable revisions."""
+
+    def __init__(self) -> None:
+        self.canary = healthy(500)
+        self.stable = healthy(4500)
+        self.windows: list[tuple[AnalysisTarget, datetime, datetime]] = []
+        self.marks: list[AnalysisTarget] = []
+
+    def mark(self, target: AnalysisTarget) -> None:
+        self.marks.append(target)
+
+    def window(self, target: AnalysisTarget, start: datetime, end: datetime) -> AnalysisWindow:
+        self.windows.append((target, start, end))
+        return AnalysisWindow(
+            canary=self.canary,
+            stable=self.stable,
+            interval_seconds=max((end - start).total_seconds(), 0.001),
+        )
+
+    def close(self) -> None:
+        pass
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, step: float = 0.1) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(step)
