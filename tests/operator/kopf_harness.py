@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
+import kmock
+import kopf
+import kopf.testing
+import kubernetes
+
+import serinus.kube.handlers as handlers
 from serinus.api.resource import GROUP, PLURAL, VERSION
 from serinus.core.window import AnalysisWindow, VariantWindow
+from serinus.kube.driver import KubeDriver
 from serinus.metrics.provider import AnalysisTarget
 
 MD = f"{GROUP}/{VERSION}/{PLURAL}"
@@ -54,3 +62,43 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, step: fl
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(step)
+
+
+_server: dict[str, str] = {}
+
+
+@kopf.on.login()
+def _login(**_: Any) -> kopf.ConnectionInfo:
+    """One login handler for the session (they accumulate): the current test's kmock."""
+    return kopf.ConnectionInfo(server=_server["url"])
+
+
+@contextlib.asynccontextmanager
+async def running_operator(
+    k8s: kmock.KubernetesEmulator, provider: ScriptedProvider
+) -> AsyncIterator[kopf.testing.KopfRunner]:
+    """A fresh operator (new driver, empty memory), as after a restart of its pod."""
+    configuration = kubernetes.client.Configuration(host=str(k8s.url).rstrip("/"))
+    handlers.use_driver(
+        KubeDriver(
+            api_client=kubernetes.client.ApiClient(configuration),
+            operator_image="serinus-operator:test",
+            provider_factory=lambda _spec, _source: provider,
+        )
+    )
+    _server["url"] = str(k8s.url).rstrip("/")
+    watches = k8s["watch " + MD]
+    settings = kopf.OperatorSettings()
+    settings.watching.server_timeout = 10
+    with kopf.testing.KopfRunner(
+        ["run", "--standalone", "--all-namespaces"],
+        registry=kopf.get_default_registry(),
+        settings=settings,
+        timeout=60,
+    ) as runner:
+        await wait_for(lambda: len(watches) > 0)
+        yield runner
+        handlers.suspend()
+        await asyncio.sleep(1.5)  # in-flight handlers finish while kmock's loop still serves
+    handlers.use_driver(None)
+    assert runner.exception is None, runner.output

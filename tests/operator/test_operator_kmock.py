@@ -6,7 +6,7 @@ from typing import Any
 
 import kmock
 import pytest
-from kopf_harness import MD, NS, ScriptedProvider, healthy, wait_for
+from kopf_harness import MD, NS, ScriptedProvider, healthy, running_operator, wait_for
 
 from serinus.api.spec import ModelDeploymentSpec
 from serinus.core.revision import revision_of
@@ -221,3 +221,55 @@ async def test_annotation_actions_are_acknowledged(k8s, operator, provider):
     last = status(k8s)["lastAction"]
     assert (last["action"], last["nonce"], last["result"]) == ("abort", "1", "aborted")
     assert status(k8s)["history"][-1]["result"] == "Aborted"
+
+
+async def start_canary_at_first_analysis(k8s, provider) -> str:
+    """v2 validated and held at its first weight (analysis Inconclusive: too little traffic)."""
+    provider.canary = healthy(3)
+    body = manifest("2.0.0")
+    new = revision(body)
+    await k8s.patch(f"{BASE}/iris", json={"spec": body["spec"]})
+    await wait_for(lambda: has_object(k8s, "apps/v1/deployments", f"iris-{new}"))
+    await make_ready(k8s, new, 1)
+    await wait_for(lambda: len(job_names(k8s)) == 2)
+    await finish_validation(k8s)
+    await wait_for(lambda: status(k8s).get("analysis", {}).get("inconclusiveChecks", 0) >= 1)
+    return new
+
+
+async def test_deleted_canary_deployment_is_recreated(k8s, operator, provider):
+    await first_version_stable(k8s)
+    new = await start_canary_at_first_analysis(k8s, provider)
+    creates = k8s["create apps/v1/deployments"]
+    before = len(creates)  # the spy sees the whole history
+    await k8s.delete(f"/apis/apps/v1/namespaces/{NS}/deployments/iris-{new}")
+    await wait_for(lambda: len(creates) == before + 1)
+    assert creates[-1].data["metadata"]["name"] == f"iris-{new}"
+    assert phase(k8s) == "Progressing"
+    await wait_for(
+        lambda: any(
+            dict(k8s.objects[key]).get("reason") == "DeploymentRecreated"
+            for key in k8s.objects
+            if key[0].plural == "events"
+        )
+    )
+
+
+async def test_operator_restarted_mid_rollout_resumes_at_the_same_step(k8s, provider):
+    async with running_operator(k8s, provider):
+        await first_version_stable(k8s)
+        await start_canary_at_first_analysis(k8s, provider)
+        before = status(k8s)["canary"]
+    assert before["step"] == 1 and before["desiredWeight"] == 50
+    deployment_creates = k8s["create apps/v1/deployments"]
+    job_creates = k8s["create batch/v1/jobs"]
+    deployments_before, jobs_before = len(deployment_creates), len(job_creates)
+    provider.canary = healthy(500)  # traffic arrives after the restart
+    async with running_operator(k8s, provider):
+        await wait_for(lambda: phase(k8s) == "Promoting", timeout=20)
+    after = status(k8s)
+    assert after["canary"]["startedAt"] == before["startedAt"]
+    assert after["analysis"]["passedChecks"] >= 1  # the check after the restart passed
+    assert len(deployment_creates) == deployments_before  # nothing redeployed
+    assert len(job_creates) == jobs_before  # validation not rerun
+    assert unexpected_errors(k8s) == []

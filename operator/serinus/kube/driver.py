@@ -22,7 +22,7 @@ from urllib3.exceptions import HTTPError
 from serinus.api.resource import ACTION_ANNOTATION, API_VERSION, KIND
 from serinus.api.rules import check_manifest
 from serinus.api.spec import AnalysisSpec, ModelDeploymentSpec, TrafficProvider
-from serinus.api.status import ModelDeploymentStatus
+from serinus.api.status import ROLLOUT_PHASES, ModelDeploymentStatus, Phase
 from serinus.core.actions import (
     Action,
     Decision,
@@ -36,6 +36,7 @@ from serinus.core.actions import (
 from serinus.core.engine import analysis_due, analysis_window, decide, reject_spec
 from serinus.core.judge import judge
 from serinus.core.observations import Observations, parse_action
+from serinus.core.revision import revision_of
 from serinus.kube import builders
 from serinus.kube.operator_metrics import OperatorMetrics
 from serinus.kube.pod_metrics import PodMetricsSource
@@ -122,7 +123,9 @@ class KubeDriver:
             return self._outcome(deployment, status, decision)
         spec = ModelDeploymentSpec.model_validate(deployment.body["spec"])
         router = router_for(spec.traffic, self.objects)
-        observations = self._observe(deployment, spec, status, router, now)
+        ready = self.reader.ready_replicas(deployment.namespace, deployment.name)
+        self._restore_missing(deployment, spec, status, router, present=set(ready))
+        observations = self._observe(deployment, spec, status, router, ready, now)
         decision = decide(spec, status, observations, now)
         for action in decision.actions:
             self._apply(action, deployment, spec, status, decision, router, now)
@@ -176,6 +179,7 @@ class KubeDriver:
         spec: ModelDeploymentSpec,
         status: ModelDeploymentStatus,
         router: TrafficRouter,
+        ready: dict[str, int],
         now: datetime,
     ) -> Observations:
         canary, stable = status.canary, status.stable
@@ -200,12 +204,68 @@ class KubeDriver:
                 analysis = judge(spec.rollout.analysis, window)
         return Observations(
             generation=deployment.generation,
-            ready_replicas=self.reader.ready_replicas(deployment.namespace, deployment.name),
+            ready_replicas=ready,
             weight=weight,
             analysis=analysis,
             validation=validation,
             action=parse_action(deployment.annotations.get(ACTION_ANNOTATION)),
         )
+
+    def _restore_missing(
+        self,
+        deployment: _Deployment,
+        spec: ModelDeploymentSpec,
+        status: ModelDeploymentStatus,
+        router: TrafficRouter,
+        present: set[str],
+    ) -> None:
+        """Recreate a revision Deployment someone deleted, when the spec still describes it."""
+        current = revision_of(spec)
+        wanted: dict[str, str] = {}
+        if status.stable is not None and status.phase != Phase.PENDING:
+            wanted[status.stable.revision] = naming.STABLE
+        if status.canary is not None and status.phase in ROLLOUT_PHASES:
+            wanted[status.canary.revision] = naming.CANARY
+        for revision, variant in wanted.items():
+            if revision in present:
+                continue
+            deployment_name = naming.deployment_name(deployment.name, revision)
+            if revision != current:
+                self._post_event(
+                    deployment,
+                    EmitEvent(
+                        type="Warning",
+                        reason="DeploymentMissing",
+                        message=f"Deployment {deployment_name} ({variant}) is gone and the spec "
+                        "no longer describes it: restore it, or roll forward with a new version",
+                    ),
+                )
+                continue
+            is_canary = variant == naming.CANARY
+            replicas = self._canary_start_replicas(spec) if is_canary else spec.runtime.replicas
+            self.objects.create(
+                builders.build_deployment(
+                    spec,
+                    deployment.name,
+                    deployment.namespace,
+                    deployment.uid,
+                    revision,
+                    variant,
+                    replicas,
+                )
+            )
+            if is_canary and status.canary is not None and status.canary.desired_weight > 0:
+                stable = status.stable.revision if status.stable else None
+                route = self._route(deployment, spec, stable, revision)
+                router.set_weight(route, status.canary.desired_weight)
+            self._post_event(
+                deployment,
+                EmitEvent(
+                    type="Warning",
+                    reason="DeploymentRecreated",
+                    message=f"Deployment {deployment_name} ({variant}) was missing: recreated",
+                ),
+            )
 
     def _target(
         self, deployment: _Deployment, spec: ModelDeploymentSpec, stable: str, canary: str
