@@ -161,14 +161,13 @@ def operator_command(
         list[str] | None,
         typer.Option("--namespace", "-n", help="Watch only these namespaces (repeatable)."),
     ] = None,
-    standalone: Annotated[
-        bool, typer.Option(help="No peering: for exactly one replica.")
-    ] = False,
+    standalone: Annotated[bool, typer.Option(help="No peering: for exactly one replica.")] = False,
     peering: Annotated[str, typer.Option(help="Peering object name (two replicas).")] = "serinus",
     priority: Annotated[int, typer.Option(help="Peering priority of this replica.")] = 0,
     liveness: Annotated[
         str, typer.Option(help="Liveness endpoint URL; empty disables it.")
     ] = "http://0.0.0.0:8080/healthz",
+    verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
 ) -> None:
     """Run the operator (in-cluster config, or KUBECONFIG)."""
     import kopf
@@ -176,6 +175,7 @@ def operator_command(
 
     import serinus.kube.handlers  # noqa: F401  -- registers the handlers
 
+    kopf.configure(verbose=verbose)
     try:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
@@ -188,7 +188,8 @@ def operator_command(
         clusterwide=not namespace,
         namespaces=namespace or (),
         standalone=standalone,
-        peering_name=peering,
+        # naming a peering makes kopf wait for it; a standalone operator must not name one
+        peering_name=None if standalone else peering,
         priority=priority,
         liveness_endpoint=liveness or None,
     )

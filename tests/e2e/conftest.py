@@ -17,8 +17,8 @@ ENVTEST = Path(os.environ.get("SERINUS_ENVTEST", ROOT.parent / "shared" / "kube"
 
 
 @pytest.fixture(scope="session")
-def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kubernetes.client.ApiClient]:
-    """An ApiClient bound to a freshly started kube-apiserver (admin token)."""
+def envtest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A freshly started control plane; yields its directory (admin kubeconfig inside)."""
     if not ENVTEST.exists():
         pytest.fail(
             f"{ENVTEST} is missing: the end-to-end tests need ../shared/kube beside the repo"
@@ -33,16 +33,22 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kubernetes.cl
         assert started.returncode == 0, (
             f"envtest did not start:\n{started.stdout}\n{started.stderr}"
         )
-        configuration = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(
-            config_file=str(workdir / "kubeconfig"), client_configuration=configuration
-        )
-        with kubernetes.client.ApiClient(configuration) as client:
-            yield client
+        yield workdir
     finally:
         subprocess.run(
             ["bash", str(ENVTEST), "stop", str(workdir)], capture_output=True, timeout=60
         )
+
+
+@pytest.fixture(scope="session")
+def kube_api(envtest: Path) -> Iterator[kubernetes.client.ApiClient]:
+    """An ApiClient with the control plane's admin token."""
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(
+        config_file=str(envtest / "kubeconfig"), client_configuration=configuration
+    )
+    with kubernetes.client.ApiClient(configuration) as client:
+        yield client
 
 
 @pytest.fixture

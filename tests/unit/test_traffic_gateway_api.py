@@ -233,7 +233,8 @@ def test_promotion_hands_over_without_sending_traffic_back_to_the_old_version(tr
     assert [[ref["weight"] for ref in refs] for refs in route_weights] == [[0, 100], [100, 0]]
     order = [w.kind for w in kube.writes]
     assert order == ["HTTPRoute", "Service", "HTTPRoute"]
-    assert stable_service[0].body["spec"]["selector"] == selector_for("iris", "b2")
+    assert stable_service  # the stable Service was re-pointed, to exactly the new revision:
+    assert kube.find("Service", "iris-stable")["spec"]["selector"] == selector_for("iris", "b2")
     assert weights(kube.find("HTTPRoute", name)) == {"iris-stable": 100, "iris-canary": 0}
     assert router.observed_weight(route) == 100  # every request reaches the new revision
     assert router.observed_weight(context(stable="b2", canary=None, traffic=traffic)) == 0

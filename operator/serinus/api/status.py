@@ -91,8 +91,8 @@ class CanaryStatus(RevisionRef):
         default=None, description="When the canary was last seen without ready pods."
     )
     paused_by: PauseCause | None = Field(
-        default=None, description="What holds the rollout: Spec, Manual, Step, Failures, "
-        "Inconclusive."
+        default=None,
+        description="What holds the rollout: Spec, Manual, Step, Failures, Inconclusive.",
     )
     paused_reason: str | None = Field(
         default=None, description="Why the rollout holds, when it does."

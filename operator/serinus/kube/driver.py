@@ -44,7 +44,7 @@ from serinus.kube.world import ClusterReader
 from serinus.metrics.provider import AnalysisTarget, MetricsProvider, MetricsSource
 from serinus.metrics.registry import provider_for
 from serinus.traffic import naming
-from serinus.traffic.kube_api import DynamicKubeObjects, KubeObjects
+from serinus.traffic.kube_api import DynamicKubeObjects, KubeObjects, merge_patch_replacing
 from serinus.traffic.registry import router_for
 from serinus.traffic.router import RouteContext, TrafficRouter
 
@@ -55,7 +55,7 @@ DEFAULT_OPERATOR_IMAGE = "ghcr.io/serinus-dev/serinus-operator:0.1.0"
 
 @dataclass
 class Outcome:
-    """What one tick produced: the status for kopf to patch (Events are already posted)."""
+    """What one tick produced: the merge patch of the status for kopf (Events are posted)."""
 
     status: dict[str, Any]
     events: list[EmitEvent]
@@ -142,7 +142,9 @@ class KubeDriver:
                 "%s/%s %s: %s", deployment.namespace, deployment.name, event.reason, event.message
             )
             self._post_event(deployment, event)
-        return Outcome(status=decision.status.model_dump(mode="json", by_alias=True), events=events)
+        stored = _stored_wire(deployment.body)
+        wanted = decision.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return Outcome(status=merge_patch_replacing(stored, wanted), events=events)
 
     def _post_event(self, deployment: _Deployment, event: EmitEvent) -> None:
         """An Event on the ModelDeployment; a failure to post one never fails the tick."""
@@ -453,9 +455,14 @@ def _read(body: dict[str, Any]) -> _Deployment:
     )
 
 
+def _stored_wire(body: dict[str, Any]) -> dict[str, Any]:
+    """The stored status as JSON, without what kopf keeps there."""
+    return {k: v for k, v in (body.get("status") or {}).items() if not k.startswith("kopf")}
+
+
 def _stored_status(body: dict[str, Any]) -> ModelDeploymentStatus:
     """The persisted status; a status that no longer parses starts over rather than wedging."""
-    raw = {k: v for k, v in (body.get("status") or {}).items() if not k.startswith("kopf")}
+    raw = _stored_wire(body)
     try:
         return ModelDeploymentStatus.model_validate(raw)
     except ValidationError as error:

@@ -6,12 +6,25 @@ needs only `get` on `pods/proxy` in the deployment's namespace.
 
 from __future__ import annotations
 
+import json
+
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from serinus.metrics.provider import ScrapeError
 from serinus.traffic import naming
+
+
+def _why(error: Exception) -> str:
+    """The API server's own message (e.g. why the pod proxy could not connect)."""
+    body = getattr(error, "body", None)
+    if body:
+        try:
+            return str(json.loads(body).get("message", body))[:300]
+        except (ValueError, AttributeError):
+            return str(body)[:300]
+    return str(getattr(error, "reason", None) or error)
 
 
 class PodMetricsSource:
@@ -38,7 +51,7 @@ class PodMetricsSource:
                     f"{pod.metadata.name}:{self.port}", self.namespace, "metrics"
                 )
             except (ApiException, HTTPError) as error:
-                failures.append(f"{pod.metadata.name}: {getattr(error, 'reason', error)}")
+                failures.append(f"{pod.metadata.name}: {_why(error)}")
         if not texts:
             detail = "; ".join(failures) or "no running pod"
             raise ScrapeError(f"no /metrics from revision {revision} in {self.namespace}: {detail}")

@@ -15,6 +15,8 @@ does not count a series' first sample, so the first requests of a new status cod
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +56,18 @@ class QueryData(BaseModel):
     result: Any
 
 
+@dataclass(frozen=True)
+class _Scope:
+    """One variant's queries: whose series, over how many seconds, evaluated when."""
+
+    target: AnalysisTarget
+    variant: str
+    revision: str
+    seconds: int
+    at: float
+    """Unix seconds of the window's end."""
+
+
 def window_seconds(start: datetime, end: datetime) -> int:
     """The window as whole seconds (PromQL ranges), at least 1."""
     return max(1, round((end - start).total_seconds()))
@@ -81,67 +95,66 @@ class PrometheusProvider:
         seconds = window_seconds(start, end)
         at = _utc(end).timestamp()
         try:
-            canary = self._variant(target, "canary", target.canary, seconds, at)
-            stable = self._variant(target, "stable", target.stable, seconds, at)
+            canary = self._variant(_Scope(target, "canary", target.canary, seconds, at))
+            stable = self._variant(_Scope(target, "stable", target.stable, seconds, at))
         except PrometheusError as problem:
             return AnalysisWindow(error=str(problem), interval_seconds=seconds)
         return AnalysisWindow(canary=canary, stable=stable, interval_seconds=seconds)
 
     # --- one variant ---------------------------------------------------------------------------
 
-    def _variant(
-        self, target: AnalysisTarget, variant: str, revision: str, seconds: int, at: float
-    ) -> VariantWindow:
-        by_code = self.query(promql.requests_by_code(target, revision, seconds), at)
+    def _variant(self, scope: _Scope) -> VariantWindow:
+        by_code = self._built_in(promql.requests_by_code, scope)
         if not by_code:
-            self._require_presence(target, variant, revision, seconds, at)
+            self._require_presence(scope)
         requests = sum(sample.number for sample in by_code)
         errors = sum(
             sample.number for sample in by_code if sample.metric.get(mn.CODE, "").startswith("5")
         )
-        classes = self.query(promql.prediction_counts(target, revision, seconds), at)
-        values = self.query(promql.prediction_buckets(target, revision, seconds), at)
-        latency = self.query(promql.latency_buckets(target, revision, seconds), at)
-        bins = self.query(promql.feature_bins(target, revision, seconds), at)
+        classes = self._built_in(promql.prediction_counts, scope)
         return VariantWindow(
             requests=round(requests),
             errors=round(errors),
-            latency_buckets=_buckets(latency),
+            latency_buckets=_buckets(self._built_in(promql.latency_buckets, scope)),
             prediction_counts=(
                 {sample.metric.get(mn.CLASS, ""): sample.number for sample in classes}
                 if classes
                 else None
             ),
-            prediction_buckets=_buckets(values),
-            feature_bins=_feature_bins(bins),
-            custom=self._custom(target, variant, revision, seconds, at),
+            prediction_buckets=_buckets(self._built_in(promql.prediction_buckets, scope)),
+            feature_bins=_feature_bins(self._built_in(promql.feature_bins, scope)),
+            custom=self._custom(scope),
         )
 
-    def _require_presence(
-        self, target: AnalysisTarget, variant: str, revision: str, seconds: int, at: float
-    ) -> None:
-        if self.query(promql.presence(target, revision, seconds), at):
+    def _built_in(
+        self, build: Callable[[AnalysisTarget, str, int], str], scope: _Scope
+    ) -> list[Sample]:
+        return self.query(build(scope.target, scope.revision, scope.seconds), scope.at)
+
+    def _require_presence(self, scope: _Scope) -> None:
+        if self._built_in(promql.presence, scope):
             return
+        variant = scope.variant
         raise PrometheusError(
             f"Prometheus at {self.address} has no series "
-            f"{promql.selector(mn.MODEL_READY, target, revision)} in the last {seconds}s for "
-            f"the {variant}: check that Prometheus scrapes the {variant} pods' /metrics and "
-            "keeps their model and revision labels"
+            f"{promql.selector(mn.MODEL_READY, scope.target, scope.revision)} in the last "
+            f"{scope.seconds}s for the {variant}: check that Prometheus scrapes the {variant} "
+            "pods' /metrics and keeps their model and revision labels"
         )
 
-    def _custom(
-        self, target: AnalysisTarget, variant: str, revision: str, seconds: int, at: float
-    ) -> dict[str, float | None]:
+    def _custom(self, scope: _Scope) -> dict[str, float | None]:
         values: dict[str, float | None] = {}
-        for metric in target.custom:
+        for metric in scope.target.custom:
             if metric.query is None:
                 continue
             context = f"custom metric {metric.name}"
             try:
-                query = promql.render(metric.query, target, variant, revision, seconds)
+                query = promql.render(
+                    metric.query, scope.target, scope.variant, scope.revision, scope.seconds
+                )
             except promql.TemplateError as problem:
                 raise PrometheusError(f"{context}: {problem}") from None
-            values[metric.name] = self._single_value(query, at, context)
+            values[metric.name] = self._single_value(query, scope.at, context)
         return values
 
     def _single_value(self, query: str, at: float, context: str) -> float | None:
@@ -197,9 +210,8 @@ class PrometheusProvider:
             )
         if response.is_error:
             raise PrometheusError(
-                f"{where}: HTTP {response.status_code} from {_QUERY_PATH}: check that the "
-                "address is Prometheus' base URL (no path such as /api/v1) and that a proxy "
-                "in front of it lets queries through"
+                f"{where}: HTTP {response.status_code} from {_QUERY_PATH}: "
+                f"{_http_advice(response.status_code)}"
             )
         if not isinstance(body, dict) or body.get("status") != "success":
             raise PrometheusError(
@@ -214,6 +226,23 @@ class PrometheusProvider:
                 "Prometheus itself?"
             ) from None
         return data.resultType, data.result
+
+
+def _http_advice(status: int) -> str:
+    if status in (401, 403, 407):
+        return (
+            "Prometheus or a proxy in front of it refused the query: Serinus sends no "
+            "credentials, so point analysis.prometheus.address at an endpoint that needs none"
+        )
+    if status >= 500:
+        return (
+            "Prometheus or a proxy in front of it failed (Prometheus answers 503 while it "
+            "starts): check that it is up and its logs"
+        )
+    return (
+        "check that the address is Prometheus' base URL (no path such as /api/v1) and that "
+        "a proxy in front of it lets queries through"
+    )
 
 
 def _vector(result: Any, address: str, query: str) -> list[Sample]:

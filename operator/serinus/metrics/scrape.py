@@ -39,6 +39,7 @@ NO_BASELINE = (
 )
 PROCESS_START = "process_start_time_seconds"
 SAMPLES_KEPT = 4
+MIN_WINDOW_SECONDS = 0.001
 
 Series = tuple[str, ...]
 """What one counter measures, e.g. ("requests", "503"), ("latency", "0.005"), ("bin", "f", "2")."""
@@ -114,9 +115,8 @@ class ScrapeProvider:
                 self._history(target, revision).last_error = str(problem)
 
     def window(self, target: AnalysisTarget, start: datetime, end: datetime) -> AnalysisWindow:
-        seconds = (end - start).total_seconds()
-        if seconds <= 0:
-            raise ValueError(f"the window ends ({end}) before it starts ({start})")
+        # An empty window is measured like any other (no requests: Inconclusive), never raised.
+        seconds = max((end - start).total_seconds(), MIN_WINDOW_SECONDS)
         observed: dict[str, VariantWindow | None] = {}
         missing: list[str] = []
         for variant, revision in _variants(target):
@@ -133,10 +133,7 @@ class ScrapeProvider:
             observed[variant] = _variant_window(baseline, now)
             history.last_error = None
         if missing:
-            return AnalysisWindow(
-                error=NO_BASELINE + "".join(missing),
-                interval_seconds=seconds,
-            )
+            return AnalysisWindow(error=NO_BASELINE + "".join(missing), interval_seconds=seconds)
         return AnalysisWindow(
             canary=observed["canary"], stable=observed["stable"], interval_seconds=seconds
         )

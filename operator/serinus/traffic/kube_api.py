@@ -87,9 +87,20 @@ def describe(api_version: str, kind: str, namespace: str, name: str) -> str:
 
 
 def merge_patch_replacing(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
-    """A merge patch that turns map `old` into exactly `new` (keys missing in `new` deleted)."""
-    removed: dict[str, Any] = {key: None for key in (old or {}) if key not in new}
-    return removed | new
+    """The RFC 7386 merge patch that turns `old` into exactly `new`: keys missing from `new` are
+    deleted (null), maps are diffed recursively, lists and scalars are replaced when they differ.
+    `new` must hold no nulls (a null means "delete" in a merge patch)."""
+    old = old or {}
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_patch_replacing(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before or key not in old:
+            patch[key] = value
+    return patch
 
 
 def retry_on_conflict(write: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
