@@ -129,7 +129,27 @@ class KubeDriver:
         decision = decide(spec, status, observations, now)
         for action in decision.actions:
             self._apply(action, deployment, spec, status, decision, router, now)
+        self._mark_new_window(deployment, spec, status, decision.status, observations)
         return self._outcome(deployment, status, decision)
+
+    def _mark_new_window(
+        self,
+        deployment: _Deployment,
+        spec: ModelDeploymentSpec,
+        before: ModelDeploymentStatus,
+        after: ModelDeploymentStatus,
+        observations: Observations,
+    ) -> None:
+        """A window that starts without a check ending (first traffic, a resume) needs a
+        baseline now; after a check, the provider's end sample already is one."""
+        start = after.analysis.window_start
+        moved = start is not None and start != before.analysis.window_start
+        if not moved or observations.analysis is not None:
+            return
+        if after.stable is None or after.canary is None:
+            return
+        target = self._target(deployment, spec, after.stable.revision, after.canary.revision)
+        self._provider(deployment, spec).mark(target)
 
     def _outcome(
         self, deployment: _Deployment, before: ModelDeploymentStatus, decision: Decision
@@ -321,13 +341,6 @@ class KubeDriver:
             case SetWeight(canary=canary, stable=stable, weight=weight):
                 route = self._route(deployment, spec, stable, canary)
                 router.set_weight(route, weight)
-                if (
-                    weight > 0
-                    and stable is not None
-                    and (before.canary is None or before.canary.desired_weight == 0)
-                ):
-                    target = self._target(deployment, spec, stable, canary)
-                    self._provider(deployment, spec).mark(target)
             case RunValidation(revision=revision):
                 assert after.canary is not None
                 stable_url = None
