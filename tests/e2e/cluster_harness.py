@@ -98,8 +98,9 @@ class OperatorProcess:
     def __init__(self, kubeconfig: Path, log: Path, *args: str, **env: str) -> None:
         self.log_path = log
         self._log = log.open("w")
+        liveness = [] if "--liveness" in args else ["--liveness", ""]
         self.proc = subprocess.Popen(
-            [str(SERINUS), "operator", "--liveness", "", *args],
+            [str(SERINUS), "operator", *liveness, *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={

@@ -9,11 +9,13 @@ judge's verdicts are covered with kmock and real Prometheus elsewhere.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import kubernetes
 import pytest
 import yaml
@@ -25,6 +27,12 @@ from serinus.api.spec import ModelDeploymentSpec
 from serinus.core.revision import revision_of
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +67,8 @@ def cluster(
     kubelet.start()
     operators: list[OperatorProcess] = []
 
-    def start(*args: str, log: str = "operator.log") -> OperatorProcess:
-        process = OperatorProcess(kubeconfig, tmp_path / log, *args)
+    def start(*args: str, log: str = "operator.log", **env: str) -> OperatorProcess:
+        process = OperatorProcess(kubeconfig, tmp_path / log, *args, **env)
         operators.append(process)
         return process
 
@@ -131,7 +139,13 @@ def create_first(api, namespace: str) -> str:
 
 
 def test_rollout_rollback_and_deletion_under_least_privilege(kube_api, cluster, namespace):
-    cluster["start"]("--standalone")
+    metrics_port, liveness_port = free_port(), free_port()
+    cluster["start"](
+        "--standalone",
+        "--liveness",
+        f"http://127.0.0.1:{liveness_port}/healthz",
+        SERINUS_METRICS_PORT=str(metrics_port),
+    )
     first = create_first(kube_api, namespace)
     stable = wait_phase(kube_api, namespace, "Stable")
     assert stable["stable"]["revision"] == first
@@ -178,6 +192,22 @@ def test_rollout_rollback_and_deletion_under_least_privilege(kube_api, cluster, 
     conditions = {c["type"]: c["status"] for c in rolled_back["conditions"]}
     assert conditions["Stalled"] == "True" and conditions["Ready"] == "False"
     assert rolled_back["observedGeneration"] >= 3
+
+    # the operator's own endpoints: liveness, and metrics of what it decided
+    assert httpx.get(f"http://127.0.0.1:{liveness_port}/healthz", timeout=5).status_code == 200
+    exposition = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    assert (
+        f'serinus_operator_rollouts_total{{name="iris",namespace="{namespace}",result="Promoted"}}'
+        in exposition
+    )
+    assert (
+        f'serinus_operator_rollouts_total{{name="iris",namespace="{namespace}",result="Aborted"}}'
+        in exposition
+    )
+    assert "serinus_operator_analysis_verdicts_total" in exposition
+    assert f'serinus_operator_canary_weight{{name="iris",namespace="{namespace}"}} 0.0' in (
+        exposition
+    )
 
     # deletion: owner references garbage-collect everything the operator made
     objects(kube_api).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "iris")
