@@ -273,3 +273,46 @@ async def test_operator_restarted_mid_rollout_resumes_at_the_same_step(k8s, prov
     assert len(deployment_creates) == deployments_before  # nothing redeployed
     assert len(job_creates) == jobs_before  # validation not rerun
     assert unexpected_errors(k8s) == []
+
+
+async def test_a_route_that_cannot_be_set_is_reported_and_retried(k8s, operator):
+    k8s.resources["gateway.networking.k8s.io/v1/httproutes"] = kmock.ResourceInfo(
+        kind="HTTPRoute",
+        singular="httproute",
+        namespaced=True,
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    )
+    body = manifest(traffic={"provider": "gateway-api", "gatewayAPI": {"httpRoute": "public"}})
+    await k8s.post(BASE, json=body)
+    rev = revision(body)
+    await wait_for(lambda: has_object(k8s, "apps/v1/deployments", f"iris-{rev}"))
+    await make_ready(k8s, rev, 1)
+    await wait_for(lambda: len(job_names(k8s)) == 1)
+    await finish_validation(k8s)
+    await make_ready(k8s, rev, 2)
+
+    def applied() -> dict[str, Any]:
+        return {c["type"]: c for c in status(k8s).get("conditions", [])}.get("Applied", {})
+
+    await wait_for(lambda: applied().get("status") == "False")
+    assert (
+        "HTTPRoute ns1/public not found: create it or remove traffic.gatewayAPI.httpRoute"
+        in (applied()["message"])
+    )
+    events = [dict(k8s.objects[key]) for key in k8s.objects if key[0].plural == "events"]
+    failures = [e for e in events if e["reason"] == "ActionFailed"]
+    assert len(failures) == 1 and failures[0]["type"] == "Warning"  # once, not every tick
+
+    await k8s.post(  # the user creates the route: the next tick goes through
+        f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes",
+        json={
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "public", "namespace": NS, "uid": "uid-route",
+                         "resourceVersion": "1"},
+            "spec": {"parentRefs": [{"name": "gw"}],
+                     "rules": [{"backendRefs": [{"name": "iris-stable", "port": 80}]}]},
+        },
+    )  # fmt: skip
+    await wait_for(lambda: phase(k8s) == "Stable")
+    assert applied()["status"] == "True"

@@ -7,6 +7,7 @@ patch; if an action raises, nothing is persisted and the next tick decides again
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from urllib3.exceptions import HTTPError
 from serinus.api.resource import ACTION_ANNOTATION, API_VERSION, KIND
 from serinus.api.rules import check_manifest
 from serinus.api.spec import AnalysisSpec, ModelDeploymentSpec, TrafficProvider
-from serinus.api.status import ROLLOUT_PHASES, ModelDeploymentStatus, Phase
+from serinus.api.status import ROLLOUT_PHASES, ConditionStatus, ModelDeploymentStatus, Phase
 from serinus.core.actions import (
     Action,
     Decision,
@@ -33,6 +34,7 @@ from serinus.core.actions import (
     ScaleDown,
     SetWeight,
 )
+from serinus.core.conditions import set_condition
 from serinus.core.engine import analysis_due, analysis_window, decide, reject_spec
 from serinus.core.judge import judge
 from serinus.core.observations import Observations, parse_action
@@ -44,13 +46,21 @@ from serinus.kube.world import ClusterReader
 from serinus.metrics.provider import AnalysisTarget, MetricsProvider, MetricsSource
 from serinus.metrics.registry import provider_for
 from serinus.traffic import naming
-from serinus.traffic.kube_api import DynamicKubeObjects, KubeObjects, merge_patch_replacing
+from serinus.traffic.kube_api import (
+    DynamicKubeObjects,
+    KubeError,
+    KubeObjects,
+    RouteError,
+    merge_patch_replacing,
+)
 from serinus.traffic.registry import router_for
 from serinus.traffic.router import RouteContext, TrafficRouter
 
 log = logging.getLogger("serinus.operator")
 
 DEFAULT_OPERATOR_IMAGE = "ghcr.io/serinus-dev/serinus-operator:0.1.0"
+APPLIED = "Applied"
+"""Condition: whether the operator could carry out its last decision in the cluster."""
 
 
 @dataclass
@@ -83,6 +93,7 @@ class KubeDriver:
     _providers: dict[tuple[str, str], MetricsProvider] = field(default_factory=dict)
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _latest: dict[tuple[str, str], ModelDeploymentStatus] = field(default_factory=dict)
+    _failures: dict[tuple[str, str], str] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -122,15 +133,50 @@ class KubeDriver:
             decision = reject_spec(status, [str(p) for p in problems], deployment.generation, now)
             return self._outcome(deployment, status, decision)
         spec = ModelDeploymentSpec.model_validate(deployment.body["spec"])
-        router = router_for(spec.traffic, self.objects)
-        ready = self.reader.ready_replicas(deployment.namespace, deployment.name)
-        self._restore_missing(deployment, spec, status, router, present=set(ready))
-        observations = self._observe(deployment, spec, status, router, ready, now)
-        decision = decide(spec, status, observations, now)
-        for action in decision.actions:
-            self._apply(action, deployment, spec, status, decision, router, now)
+        try:
+            router = router_for(spec.traffic, self.objects)
+            ready = self.reader.ready_replicas(deployment.namespace, deployment.name)
+            self._restore_missing(deployment, spec, status, router, present=set(ready))
+            observations = self._observe(deployment, spec, status, router, ready, now)
+            decision = decide(spec, status, observations, now)
+            for action in decision.actions:
+                self._apply(action, deployment, spec, status, decision, router, now)
+        except (RouteError, KubeError, ApiException, HTTPError) as error:
+            return self._failed(deployment, status, error, now)
+        self._failures.pop(key, None)
+        decision.status.conditions = set_condition(
+            decision.status.conditions, APPLIED, ConditionStatus.TRUE, "Applied",
+            "the last decision was carried out", now, deployment.generation,
+        )  # fmt: skip
         self._mark_new_window(deployment, spec, status, decision.status, observations)
         return self._outcome(deployment, status, decision)
+
+    def _failed(
+        self,
+        deployment: _Deployment,
+        status: ModelDeploymentStatus,
+        error: Exception,
+        now: datetime,
+    ) -> Outcome:
+        """Nothing of this tick's decision is kept (it is made again next tick); the reason is
+        shown in a condition, and once as an Event, so a person can act on it."""
+        message = f"could not carry out the next step, retrying every tick: {_reason(error)}"
+        key = (deployment.namespace, deployment.name)
+        if self._failures.get(key) != message:
+            self._failures[key] = message
+            self._post_event(
+                deployment, EmitEvent(type="Warning", reason="ActionFailed", message=message)
+            )
+        log.warning("%s/%s: %s", deployment.namespace, deployment.name, message)
+        failed = status.model_copy(deep=True)
+        failed.conditions = set_condition(
+            failed.conditions, APPLIED, ConditionStatus.FALSE, "ActionFailed", message, now,
+            deployment.generation,
+        )  # fmt: skip
+        wanted = failed.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return Outcome(
+            status=merge_patch_replacing(_stored_wire(deployment.body), wanted), events=[]
+        )
 
     def _mark_new_window(
         self,
@@ -444,6 +490,16 @@ def _job_name(name: str, revision: str, started_at: datetime) -> str:
     """One validation Job per attempt: a retry of the same revision gets a fresh Job."""
     attempt = format(int(started_at.timestamp()), "x")[-6:]
     return f"{builders.validation_job_name(name, revision)[:55]}-{attempt}"
+
+
+def _reason(error: Exception) -> str:
+    body = getattr(error, "body", None)
+    if isinstance(error, ApiException) and body:
+        try:
+            return f"{error.status} {json.loads(body).get('message', body)}"
+        except (ValueError, AttributeError):
+            return f"{error.status} {body}"
+    return str(error)
 
 
 def deployment_ref(deployment: _Deployment) -> dict[str, str]:
