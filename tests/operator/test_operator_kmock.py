@@ -99,6 +99,18 @@ async def finish_validation(k8s: kmock.KubernetesEmulator, passed: bool = True) 
     return name
 
 
+async def validated_v2(k8s: kmock.KubernetesEmulator) -> str:
+    """Apply version 2.0.0, play its pods ready and its validation Job passed."""
+    body = manifest("2.0.0")
+    new = revision(body)
+    await k8s.patch(f"{BASE}/iris", json={"spec": body["spec"]})
+    await wait_for(lambda: has_object(k8s, "apps/v1/deployments", f"iris-{new}"))
+    await make_ready(k8s, new, 1)
+    await wait_for(lambda: len(job_names(k8s)) == 2)
+    await finish_validation(k8s)
+    return new
+
+
 async def first_version_stable(k8s: kmock.KubernetesEmulator) -> str:
     body = manifest()
     await k8s.post(BASE, json=body)
@@ -173,13 +185,7 @@ async def test_new_version_is_canaried_and_promoted_when_analysis_passes(
 async def test_failing_analysis_rolls_back_and_keeps_stable(k8s, operator, provider):
     old = await first_version_stable(k8s)
     provider.canary = healthy(500, errors=200)  # 40 % errors against stable's 0.4 %
-    body = manifest("2.0.0")
-    new = revision(body)
-    await k8s.patch(f"{BASE}/iris", json={"spec": body["spec"]})
-    await wait_for(lambda: has_object(k8s, "apps/v1/deployments", f"iris-{new}"))
-    await make_ready(k8s, new, 1)
-    await wait_for(lambda: len(job_names(k8s)) == 2)
-    await finish_validation(k8s)
+    await validated_v2(k8s)
     await wait_for(lambda: phase(k8s) == "RolledBack", timeout=30)
     final = status(k8s)
     assert final["stable"]["revision"] == old
@@ -206,13 +212,7 @@ async def test_invalid_spec_sets_a_condition_and_deletes_nothing(k8s, operator):
 async def test_annotation_actions_are_acknowledged(k8s, operator, provider):
     await first_version_stable(k8s)
     provider.canary = healthy(3)  # below minRequests: Inconclusive
-    body = manifest("2.0.0")
-    new = revision(body)
-    await k8s.patch(f"{BASE}/iris", json={"spec": body["spec"]})
-    await wait_for(lambda: has_object(k8s, "apps/v1/deployments", f"iris-{new}"))
-    await make_ready(k8s, new, 1)
-    await wait_for(lambda: len(job_names(k8s)) == 2)
-    await finish_validation(k8s)
+    await validated_v2(k8s)
     await wait_for(lambda: phase(k8s) == "Progressing")
     await k8s.patch(
         f"{BASE}/iris", json={"metadata": {"annotations": {"serinus.dev/action": "abort/1"}}}
@@ -226,13 +226,7 @@ async def test_annotation_actions_are_acknowledged(k8s, operator, provider):
 async def start_canary_at_first_analysis(k8s, provider) -> str:
     """v2 validated and held at its first weight (analysis Inconclusive: too little traffic)."""
     provider.canary = healthy(3)
-    body = manifest("2.0.0")
-    new = revision(body)
-    await k8s.patch(f"{BASE}/iris", json={"spec": body["spec"]})
-    await wait_for(lambda: has_object(k8s, "apps/v1/deployments", f"iris-{new}"))
-    await make_ready(k8s, new, 1)
-    await wait_for(lambda: len(job_names(k8s)) == 2)
-    await finish_validation(k8s)
+    new = await validated_v2(k8s)
     await wait_for(lambda: status(k8s).get("analysis", {}).get("inconclusiveChecks", 0) >= 1)
     return new
 

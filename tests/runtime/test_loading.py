@@ -118,3 +118,20 @@ def test_warm_up_failure_is_a_load_error(tmp_path: Path) -> None:
     f = tmp_path / "m.skops"
     f.write_bytes(sio.dumps(est))
     assert "warm-up prediction" in refused(f)
+
+
+def test_runtime_imports_neither_kopf_nor_kubernetes() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, serinus_runtime.runner, serinus_runtime.pack, serinus_runtime.asgi\n"
+        "bad = [m for m in ('kopf', 'kubernetes') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "import serinus_runtime.metric_names  # noqa\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    cheap = ("import sys, serinus_runtime.metric_names as mn\n"
+             "assert 'prometheus_client' not in sys.modules and 'numpy' not in sys.modules\n"
+             "assert mn.REQUESTS_TOTAL == 'serinus_requests_total'\n")  # fmt: skip
+    subprocess.run([sys.executable, "-c", cheap], check=True)

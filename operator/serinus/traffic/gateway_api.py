@@ -30,6 +30,7 @@ from serinus.traffic.kube_api import (
     KubeObjects,
     RouteError,
     apply_owned,
+    patch_guarded,
     retry_on_conflict,
     set_service_selector,
 )
@@ -210,11 +211,7 @@ class GatewayAPIRouter:
         rules = rules_with_weight(http_route, route.name, route.namespace, weight)
         if rules == http_route["spec"]["rules"]:
             return
-        patch: dict[str, Any] = {"spec": {"rules": rules}}
-        version = (http_route.get("metadata") or {}).get("resourceVersion")
-        if version:
-            patch["metadata"] = {"resourceVersion": version}
-        self.kube.patch(API_VERSION, KIND, route.namespace, name, patch)
+        patch_guarded(self.kube, http_route, API_VERSION, KIND, {"rules": rules})
 
     def _select(self, route: RouteContext, service: str, revision: str) -> None:
         selector = selector_for(route.name, revision)

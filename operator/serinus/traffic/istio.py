@@ -28,7 +28,13 @@ import copy
 from typing import Any
 
 from serinus.api.spec import IstioTraffic
-from serinus.traffic.kube_api import KubeObjects, RouteError, apply_owned, retry_on_conflict
+from serinus.traffic.kube_api import (
+    KubeObjects,
+    RouteError,
+    apply_owned,
+    patch_guarded,
+    retry_on_conflict,
+)
 from serinus.traffic.naming import (
     CANARY,
     LABEL_REVISION,
@@ -235,11 +241,7 @@ class IstioRouter:
         http = http_with_weight(found, route.name, route.namespace, weight)
         if http == found["spec"]["http"]:
             return
-        patch: dict[str, Any] = {"spec": {"http": http}}
-        version = (found.get("metadata") or {}).get("resourceVersion")
-        if version:
-            patch["metadata"] = {"resourceVersion": version}
-        self.kube.patch(API_VERSION, VIRTUAL_SERVICE, route.namespace, name, patch)
+        patch_guarded(self.kube, found, API_VERSION, VIRTUAL_SERVICE, {"http": http})
 
 
 def _settings(route: RouteContext) -> IstioTraffic:

@@ -103,6 +103,18 @@ def merge_patch_replacing(old: dict[str, Any] | None, new: dict[str, Any]) -> di
     return patch
 
 
+def patch_guarded(
+    kube: KubeObjects, found: dict, api_version: str, kind: str, spec_patch: dict[str, Any]
+) -> None:
+    """Merge-patch a user's object guarded by the resourceVersion it was read at: a concurrent
+    edit becomes a ConflictError (for `retry_on_conflict`) instead of being overwritten."""
+    metadata = found.get("metadata") or {}
+    patch: dict[str, Any] = {"spec": spec_patch}
+    if metadata.get("resourceVersion"):
+        patch["metadata"] = {"resourceVersion": metadata["resourceVersion"]}
+    kube.patch(api_version, kind, metadata["namespace"], metadata["name"], patch)
+
+
 def retry_on_conflict(write: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
     """Run a read-modify-write again when the object changed under it."""
     for attempt in range(attempts):
