@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +47,9 @@ def run_items(model: ServedModel, xs: list[np.ndarray], want_proba: bool) -> lis
     """One model call for all `xs`; if it fails, one call each so one bad request fails alone."""
     x = xs[0] if len(xs) == 1 else np.concatenate(xs)
     try:
+        t0 = time.perf_counter()
         y, p = model.run(x, want_proba)
+        model.observe_call(x.shape[0], time.perf_counter() - t0)
     except Exception as e:
         if len(xs) == 1:
             return [_as_error(e)]

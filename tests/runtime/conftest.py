@@ -36,5 +36,3 @@ def diabetes() -> Iterator[RuntimeProcess]:
     rp = RuntimeProcess(["--model-uri", str(BUNDLES / "diabetes")]).wait_ready()
     yield rp
     rp.stop()
-
-

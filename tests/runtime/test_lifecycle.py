@@ -154,42 +154,47 @@ def _wait_for(cond, timeout: float = 15.0) -> None:
 
 
 # ----------------------------------------------------------------------------- slow predict
-def test_long_predict_does_not_stall_health_or_other_routes(start_runtime, tmp_path: Path) -> None:
+def _slow_model(tmp_path: Path, delay: float) -> tuple[Path, Path]:
+    marker = tmp_path / "predict-started"
     f = tmp_path / "slow.joblib"
-    joblib.dump(SlowClassifier(0.6), f)
-    rp = start_runtime("--model-uri", str(f), "--sha256", sha(f), "--trust", "--name", "slow")
+    joblib.dump(SlowClassifier(delay, marker=str(marker)), f)
+    return f, marker
+
+
+def _start_infer(rp: RuntimeProcess, marker: Path) -> tuple[threading.Thread, dict]:
+    """Send one request to the slow model and return once its prediction has started."""
+    marker.unlink(missing_ok=True)  # the warm-up created it
     result: dict[str, httpx.Response] = {}
 
     def infer() -> None:
-        with httpx.Client(base_url=rp.url, timeout=10) as c:
+        with httpx.Client(base_url=rp.url, timeout=20) as c:
             result["r"] = c.post("/v2/models/slow/infer", json=v2([1, 2], [1, 2]))
 
     t = threading.Thread(target=infer)
     t.start()
-    time.sleep(0.15)  # the prediction is now running
+    _wait_for(marker.exists, timeout=10)
+    return t, result
+
+
+def test_long_predict_does_not_stall_health_or_other_routes(start_runtime, tmp_path: Path) -> None:
+    f, marker = _slow_model(tmp_path, 1.0)
+    rp = start_runtime("--model-uri", str(f), "--sha256", sha(f), "--trust", "--name", "slow")
+    t, result = _start_infer(rp, marker)
     worst = 0.0
     for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/slow", "/metrics"):
         t0 = time.perf_counter()
         assert rp.client.get(path).status_code == 200
         worst = max(worst, time.perf_counter() - t0)
+    assert "r" not in result, "the prediction should still be running"
     t.join()
     assert result["r"].status_code == 200
-    assert worst < 0.3, f"a health/metadata request took {worst:.3f}s during a 0.6 s predict"
+    assert worst < 0.3, f"a health/metadata request took {worst:.3f}s during a 1 s predict"
 
 
 def test_sigterm_finishes_in_flight_requests(start_runtime, tmp_path: Path) -> None:
-    f = tmp_path / "slow.joblib"
-    joblib.dump(SlowClassifier(1.0), f)
+    f, marker = _slow_model(tmp_path, 1.0)
     rp = start_runtime("--model-uri", str(f), "--sha256", sha(f), "--trust", "--name", "slow")
-    result: dict[str, httpx.Response] = {}
-
-    def infer() -> None:
-        with httpx.Client(base_url=rp.url, timeout=10) as c:
-            result["r"] = c.post("/v2/models/slow/infer", json=v2([1, 2], [1, 2]))
-
-    t = threading.Thread(target=infer)
-    t.start()
-    time.sleep(0.5)  # the request is in the model by now
+    t, result = _start_infer(rp, marker)
     rp.signal(signal.SIGTERM)
     t.join()
     assert result["r"].status_code == 200
