@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -38,6 +39,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 CONTROLLER_PERIOD = 1.0
 IN_FLIGHT = 16
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 # --- the emulated cluster ----------------------------------------------------------------
@@ -172,7 +174,6 @@ def manifest(index: int) -> dict[str, Any]:
             "name": f"model-{index:04d}",
             "uid": f"uid-{index:04d}",
             "generation": 1,
-            "resourceVersion": "1",  # kmock makes none; kopf's JSON patches test it
         },
         "spec": {
             "model": {"uri": "file:///models/iris/1.0.0", "version": "1.0.0"},
@@ -240,6 +241,11 @@ def write_kubeconfig(directory: Path, url: str) -> Path:
     return path
 
 
+def _die_with_parent() -> None:
+    # Even if this process is killed outright, the operator must not outlive it.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def operator_process(kubeconfig: Path, log: Path) -> Iterator[subprocess.Popen]:
     env = os.environ | {"KUBECONFIG": str(kubeconfig), "SERINUS_METRICS_PORT": "0"}
@@ -249,6 +255,7 @@ def operator_process(kubeconfig: Path, log: Path) -> Iterator[subprocess.Popen]:
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
     try:
         yield process
@@ -353,9 +360,13 @@ class Result:
     rss_samples: list[tuple[float, int]] = field(default_factory=list)
 
 
+VERBS = {"fetch": "get", "update": "patch"}
+
+
 def request_kind(request: Any) -> str:
     """'patch modeldeployments/status' and the like, for counting."""
     action = getattr(request.action, "name", str(request.action)).lower()
+    action = VERBS.get(action, action)
     resource = request.resource.plural if request.resource is not None else request.url.path
     sub = f"/{request.subresource}" if request.subresource else ""
     return f"{action} {resource}{sub}"
@@ -534,6 +545,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 50 objects, 10 s idle")
     parser.add_argument("--keep", type=Path, help="keep the kubeconfig and operator log here")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the operator
     count, window = (50, 10.0) if args.quick else (args.count, args.idle)
     with contextlib.ExitStack() as stack:
         if args.keep:
