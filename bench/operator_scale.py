@@ -372,8 +372,13 @@ def request_kind(request: Any) -> str:
     return f"{action} {resource}{sub}"
 
 
+def from_operator(request: Any) -> bool:
+    """Not one of the bench's own requests (kmock's client names itself in User-Agent)."""
+    return not request.headers.get("User-Agent", "").startswith("kmock/")
+
+
 def count_requests(requests: list[Any]) -> Counter[str]:
-    return Counter(request_kind(r) for r in requests)
+    return Counter(request_kind(r) for r in requests if from_operator(r))
 
 
 async def wait_for_watch(k8s: Emulator, process: subprocess.Popen) -> None:
@@ -502,8 +507,8 @@ def markdown(result: Result) -> str:
     return "\n".join(
         [
             "| ModelDeployments | tick | created in | all have a status | all Stable "
-            "| API requests per object to Stable | operator CPU during ramp | RSS idle "
-            "| peak RSS | idle CPU | idle API requests/s | idle log lines/s |",
+            "| operator API requests per object to Stable | operator CPU during ramp | RSS idle "
+            "| peak RSS | idle CPU | idle operator API requests/s | idle log lines/s |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             f"| {result.count} | {result.tick_seconds} s | {result.create_seconds:.0f} s "
             f"| {seconds(result.all_status_seconds)} | {seconds(result.all_stable_seconds)} "
@@ -528,8 +533,19 @@ def report(result: Result) -> None:
     print()
     print(f"phases at the end of the ramp: {result.phases}")
     print(f"bench process (kmock + controllers) CPU during ramp: {result.ramp_bench_cpu:.0f} s")
-    print(breakdown("ramp requests", result.ramp_requests, result.count, "per ModelDeployment"))
-    print(breakdown("idle requests", result.idle_requests, result.idle_seconds, "per second"))
+    print(
+        breakdown(
+            "operator requests during ramp",
+            result.ramp_requests,
+            result.count,
+            "per ModelDeployment",
+        )
+    )
+    print(
+        breakdown(
+            "operator requests while idle", result.idle_requests, result.idle_seconds, "per second"
+        )
+    )
     samples = result.rss_samples[:: max(1, len(result.rss_samples) // 10)]
     print(f"RSS with no ModelDeployment yet: {result.rss_before / MIB:.0f} MiB")
     print("RSS during ramp: " + ", ".join(f"{t:.0f} s {r / MIB:.0f} MiB" for t, r in samples))

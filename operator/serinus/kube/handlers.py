@@ -2,15 +2,16 @@
 
 Handlers are sync (kopf runs them in worker threads) and never return a value (kopf would store it
 in status). Settings come from the environment (the chart sets them):
-  SERINUS_TICK_SECONDS      how often each ModelDeployment is looked at (default 5)
+  SERINUS_TICK_SECONDS      how often a ModelDeployment in a rollout is looked at (default 5)
+  SERINUS_STEADY_SECONDS    how often one outside a rollout is looked at (default 60)
   SERINUS_OPERATOR_IMAGE    image of the validation Job (the operator's own image)
   SERINUS_METRICS_PORT      port of the operator's /metrics (default 8081; 0 disables)
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -18,15 +19,15 @@ import kubernetes
 from prometheus_client import start_http_server
 
 from serinus.api.resource import GROUP, PLURAL, VERSION
-from serinus.api.status import ROLLOUT_PHASES
+from serinus.api.status import ROLLOUT_PHASES, Phase
 from serinus.kube.driver import DEFAULT_OPERATOR_IMAGE, KubeDriver, Outcome
 
 TICK_SECONDS = float(os.environ.get("SERINUS_TICK_SECONDS", "5"))
-STEADY_SECONDS = 30.0
-"""Outside a rollout, a ModelDeployment is looked at this often (pods, annotations, drift)."""
+STEADY_SECONDS = float(os.environ.get("SERINUS_STEADY_SECONDS", "60"))
+"""Outside a rollout only missing objects and pod readiness need a look; spec and annotation
+edits arrive as watch events at once, so this can be slow and idle operators stay idle."""
 
 _driver: KubeDriver | None = None
-_last_tick: dict[tuple[str, str], datetime] = {}
 _suspended = False
 
 
@@ -47,7 +48,6 @@ def use_driver(replacement: KubeDriver | None) -> None:
     global _driver, _suspended
     _driver = replacement
     _suspended = False
-    _last_tick.clear()
 
 
 def suspend() -> None:
@@ -63,9 +63,15 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/operator"
     settings.posting.level = 30  # Events of kopf's own at WARNING and above; ours are explicit
     settings.watching.server_timeout = 300
+    logging.getLogger("kopf.objects").addFilter(_quiet_timers)
     port = int(os.environ.get("SERINUS_METRICS_PORT", "8081"))
     if port:
         start_http_server(port, registry=driver().metrics.registry)
+
+
+def _quiet_timers(record: logging.LogRecord) -> bool:
+    """Drop kopf's "Timer 'x' succeeded." line: one per object per tick says nothing."""
+    return not (record.levelno == logging.INFO and record.getMessage().startswith("Timer "))
 
 
 def _apply(outcome: Outcome, patch: kopf.Patch) -> None:
@@ -75,9 +81,21 @@ def _apply(outcome: Outcome, patch: kopf.Patch) -> None:
 def _tick(body: kopf.Body, patch: kopf.Patch) -> None:
     if _suspended:
         return
-    key = (body.metadata.namespace or "default", body.metadata.name)
-    _last_tick[key] = datetime.now(UTC)
     _apply(driver().tick(dict(body)), patch)
+
+
+def in_motion(body: kopf.Body, **_: Any) -> bool:
+    """A rollout runs, the first version is coming up, or an old revision waits to retire."""
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    return phase in _FAST_PHASES or bool(status.get("retiring"))
+
+
+def at_rest(body: kopf.Body, **_: Any) -> bool:
+    return not in_motion(body)
+
+
+_FAST_PHASES = {None, Phase.PENDING.value} | {p.value for p in ROLLOUT_PHASES}
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -88,20 +106,18 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     _tick(body, patch)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, sharp=False)
+# Kopf starts and stops each timer as its filter starts and stops matching the object.
+@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, sharp=False, when=in_motion)
 def heartbeat(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    key = (body.metadata.namespace or "default", body.metadata.name)
-    phase = (body.get("status") or {}).get("phase")
-    last = _last_tick.get(key)
-    steady = phase not in {p.value for p in ROLLOUT_PHASES} and phase not in (None, "Pending")
-    if steady and last and datetime.now(UTC) - last < timedelta(seconds=STEADY_SECONDS):
-        return
+    _tick(body, patch)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=STEADY_SECONDS, sharp=False, when=at_rest)
+def steady(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     _tick(body, patch)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
 def forget(body: kopf.Body, **_: Any) -> None:
     """Owner references garbage-collect the objects; only in-memory state is dropped here."""
-    key = (body.metadata.namespace or "default", body.metadata.name)
-    _last_tick.pop(key, None)
-    driver().forget(*key)
+    driver().forget(body.metadata.namespace or "default", body.metadata.name)
