@@ -121,6 +121,27 @@ def analysis_window(status: ModelDeploymentStatus) -> datetime | None:
     return status.analysis.window_start
 
 
+def serving_revisions(status: ModelDeploymentStatus) -> dict[str, str]:
+    """Revisions whose processes or pods should exist now, by variant ("stable", "canary"):
+    what a driver puts back when something deleted or killed them."""
+    wanted: dict[str, str] = {}
+    if status.stable is not None and status.phase != Phase.PENDING:
+        wanted[status.stable.revision] = "stable"
+    if status.canary is not None and status.phase in ROLLOUT_PHASES:
+        wanted[status.canary.revision] = "canary"
+    return wanted
+
+
+def window_needs_baseline(
+    before: ModelDeploymentStatus, after: ModelDeploymentStatus, checked: bool
+) -> bool:
+    """A window that starts without a check ending (first traffic, a resume) needs the
+    provider to take a baseline now; after a check, the provider's end sample already is one."""
+    start = after.analysis.window_start
+    moved = start is not None and start != before.analysis.window_start
+    return moved and not checked and after.stable is not None and after.canary is not None
+
+
 def next_tick(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> datetime | None:
     """The latest time by which the engine should be asked again."""
     rollout = spec.rollout

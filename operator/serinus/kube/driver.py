@@ -23,7 +23,7 @@ from urllib3.exceptions import HTTPError
 from serinus.api.resource import ACTION_ANNOTATION, API_VERSION, KIND
 from serinus.api.rules import check_manifest
 from serinus.api.spec import AnalysisSpec, ModelDeploymentSpec, TrafficProvider
-from serinus.api.status import ROLLOUT_PHASES, ConditionStatus, ModelDeploymentStatus, Phase
+from serinus.api.status import ConditionStatus, ModelDeploymentStatus
 from serinus.core.actions import (
     Action,
     Decision,
@@ -35,7 +35,14 @@ from serinus.core.actions import (
     SetWeight,
 )
 from serinus.core.conditions import set_condition
-from serinus.core.engine import analysis_due, analysis_window, decide, reject_spec
+from serinus.core.engine import (
+    analysis_due,
+    analysis_window,
+    decide,
+    reject_spec,
+    serving_revisions,
+    window_needs_baseline,
+)
 from serinus.core.judge import judge
 from serinus.core.observations import Observations, parse_action
 from serinus.core.revision import revision_of
@@ -186,14 +193,9 @@ class KubeDriver:
         after: ModelDeploymentStatus,
         observations: Observations,
     ) -> None:
-        """A window that starts without a check ending (first traffic, a resume) needs a
-        baseline now; after a check, the provider's end sample already is one."""
-        start = after.analysis.window_start
-        moved = start is not None and start != before.analysis.window_start
-        if not moved or observations.analysis is not None:
+        if not window_needs_baseline(before, after, observations.analysis is not None):
             return
-        if after.stable is None or after.canary is None:
-            return
+        assert after.stable is not None and after.canary is not None
         target = self._target(deployment, spec, after.stable.revision, after.canary.revision)
         self._provider(deployment, spec).mark(target)
 
@@ -289,11 +291,7 @@ class KubeDriver:
     ) -> None:
         """Recreate a revision Deployment someone deleted, when the spec still describes it."""
         current = revision_of(spec)
-        wanted: dict[str, str] = {}
-        if status.stable is not None and status.phase != Phase.PENDING:
-            wanted[status.stable.revision] = naming.STABLE
-        if status.canary is not None and status.phase in ROLLOUT_PHASES:
-            wanted[status.canary.revision] = naming.CANARY
+        wanted = serving_revisions(status)
         for revision, variant in wanted.items():
             if revision in present:
                 continue
