@@ -14,6 +14,7 @@ from serinus import __version__
 from serinus.api.crd import render_crd
 from serinus.api.resource import API_VERSION, KIND
 from serinus.api.rules import Problem, check_manifest
+from serinus.local.cli import local_app
 
 app = typer.Typer(
     name="serinus",
@@ -22,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(local_app, name="local")
 kubectl_app = typer.Typer(
     name="kubectl serinus",
     help="Serinus as a kubectl plugin.",
@@ -153,6 +155,33 @@ def check_command(
         err.print(f"--plan is not a valid check plan: {error}")
         raise typer.Exit(code=2) from error
     raise typer.Exit(code=code)
+
+
+@app.command("demo")
+def demo_command(
+    workdir: Annotated[
+        Path | None, typer.Option(help="Where bundles and state go (default: a new temp dir).")
+    ] = None,
+    port: Annotated[int, typer.Option(help="Router port.")] = 8080,
+    prometheus: Annotated[
+        bool | None,
+        typer.Option(
+            "--prometheus/--no-prometheus",
+            help="Real Prometheus for the analysis (default: when the binary is on PATH).",
+        ),
+    ] = None,
+    live: Annotated[
+        bool | None, typer.Option("--live/--no-live", help="Live view (default: on a terminal).")
+    ] = None,
+) -> None:
+    """Serve iris v1, roll out a good v2 (promoted), a skewed v3 and an erroring v4 (both rolled
+    back), under steady traffic, in a few minutes; then a summary of every decision."""
+    from serinus.demo.run import outcome_as_expected, run_demo
+
+    script, _ = run_demo(workdir, port=port, prometheus=prometheus, live=live)
+    if not outcome_as_expected(script):
+        err.print("[red]the demo did not end as expected: see the summary above[/red]")
+        raise typer.Exit(code=1)
 
 
 @app.command("operator")

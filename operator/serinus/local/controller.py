@@ -1,0 +1,502 @@
+"""The local driver of the engine: runtime processes, the local router, a metrics provider.
+
+`LocalController.tick()` is local mode's `KubeDriver.tick`: read the applied ModelDeployment
+(`StateDir`), check it, observe (ready processes per revision, the router's weight, the
+validation run's outcome, an analysis window when due, the action annotation), `decide`, carry
+out the actions, persist the status. It keeps the driver contract of `serinus.core.actions`:
+every action is applied before the status is written; when one fails nothing of the decision is
+kept, the `Applied` condition says why (with one Event per distinct reason) and the next tick
+decides again — the stable version keeps serving meanwhile.
+
+Kubernetes → local: a revision's Deployment → `RuntimeFleet` processes; the Services and the
+traffic provider → `LocalRouter` (whatever `spec.traffic` says: locally there is one router);
+the validation Job → `run_checks` in a thread against the canary's processes; Events → the
+state file and the terminal; the metrics provider → a real Prometheus started here when the
+binary is on PATH, else the scrape provider reading the processes' /metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from serinus.api.rules import check_manifest
+from serinus.api.spec import ModelDeploymentSpec
+from serinus.api.status import ConditionStatus, ModelDeploymentStatus
+from serinus.checks import CheckPlan, run_checks
+from serinus.core.actions import (
+    Action,
+    Decision,
+    Deploy,
+    EmitEvent,
+    Promote,
+    RunValidation,
+    ScaleDown,
+    SetWeight,
+)
+from serinus.core.conditions import set_condition
+from serinus.core.engine import (
+    analysis_due,
+    analysis_window,
+    decide,
+    reject_spec,
+    serving_revisions,
+    window_needs_baseline,
+)
+from serinus.core.judge import judge
+from serinus.core.observations import Observations, ValidationOutcome, parse_action
+from serinus.core.revision import revision_of
+from serinus.local import orphans
+from serinus.local.processes import FleetError, RevisionSpec, RuntimeFleet
+from serinus.local.prometheus import LocalPrometheus, PrometheusError, find_binary
+from serinus.local.router import LocalRouter
+from serinus.local.state import ControllerState, DesiredState, LocalEvent, StateDir, StateError
+from serinus.metrics.prometheus import PrometheusProvider
+from serinus.metrics.provider import AnalysisTarget, MetricsProvider
+from serinus.metrics.scrape import ScrapeProvider
+from serinus.metrics.sources import ProcessMetricsSource
+from serinus.traffic import naming
+from serinus.traffic.router import RouteContext
+
+log = logging.getLogger("serinus.local")
+
+APPLIED = "Applied"
+NAMESPACE = "local"
+VALIDATION_HTTP_TIMEOUT = 30.0
+
+
+@dataclass
+class _Validation:
+    revision: str
+    started_at: datetime
+    future: Future[ValidationOutcome]
+
+
+class LocalController:
+    """Drives one ModelDeployment stored in `state` on this machine.
+
+    `prometheus`: True requires it, False never starts it, None uses it when on PATH.
+    `on_event` is called with every Event (the live display prints them)."""
+
+    def __init__(
+        self,
+        state: StateDir,
+        *,
+        router_port: int = 0,
+        prometheus: bool | None = None,
+        scrape_interval: float = 1.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_event: Callable[[LocalEvent], None] | None = None,
+        fleet: RuntimeFleet | None = None,
+    ) -> None:
+        self.state = state
+        self.router_port = router_port
+        self.want_prometheus = prometheus
+        self.scrape_interval = scrape_interval
+        self.clock = clock
+        self.on_event = on_event
+        self._own_fleet = fleet is None
+        self.fleet = fleet or RuntimeFleet()
+        self.router = LocalRouter(
+            resolve=lambda revision: self.fleet.urls(revision, ready_only=True)
+        )
+        self.prometheus: LocalPrometheus | None = None
+        self.provider: MetricsProvider | None = None
+        self.record = ControllerState()
+        self.status = ModelDeploymentStatus()
+        self._validations = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serinus-check")
+        self._validation: _Validation | None = None
+        self._failure: str | None = None
+        self._backends: dict[str, list[str]] = {}
+        self._started = False
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Reap what a crashed predecessor left, start the router and the metrics backend, and
+        load the last status so the rollout resumes where it was."""
+        self.state.ensure()
+        previous = self.state.read_controller()
+        self._reap(previous)
+        self.record = previous.model_copy(
+            update={"controller_pid": os.getpid(), "runtime_pids": [], "prometheus_pid": None}
+        )
+        self.status = _parse_status(previous.status)
+        self.router.start(self.router_port)
+        self.record.router_url = self.router.url
+        self.provider = self._start_metrics()
+        self._started = True
+        self._persist()
+
+    def close(self) -> None:
+        """Stop every child process and the router; the status stays for the next `up`."""
+        if not self._started:
+            return
+        self._started = False
+        # The front door closes first: clients see a refused connection, never a 502 from a
+        # stable version whose processes are already gone.
+        self.router.stop()
+        self._validations.shutdown(wait=False, cancel_futures=True)
+        if self.provider is not None:
+            self.provider.close()
+        if self._own_fleet:
+            self.fleet.close()
+        else:
+            self.fleet.stop_all()
+        if self.prometheus is not None:
+            self.prometheus.stop()
+        self.record.controller_pid = None
+        self.record.runtime_pids = []
+        self.record.prometheus_pid = None
+        self.record.router_url = None
+        self._persist()
+
+    def __enter__(self) -> LocalController:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _reap(self, previous: ControllerState) -> None:
+        other = previous.controller_pid
+        if other and other != os.getpid() and orphans.alive(other) and _is_serinus(other):
+            raise StateError(
+                f"another `serinus local up` (pid {previous.controller_pid}) drives "
+                f"{self.state.path}: stop it first (Ctrl-C there), or use another --state-dir"
+            )
+        if previous.runtime_pids:
+            orphans.reap(previous.runtime_pids, previous.fleet_id)
+        if previous.prometheus_pid and previous.prometheus_dir:
+            orphans.reap_prometheus(previous.prometheus_pid, Path(previous.prometheus_dir))
+
+    def _start_metrics(self) -> MetricsProvider:
+        binary = find_binary() if self.want_prometheus is not False else None
+        if binary is None and self.want_prometheus:
+            raise StateError(
+                "--prometheus was asked for but no `prometheus` binary is on PATH: install it "
+                "(apt-get install prometheus) or leave the flag out to use the scrape provider"
+            )
+        if binary is not None:
+            workdir = self.state.run_dir / "prometheus"
+            self.prometheus = LocalPrometheus(
+                workdir, binary=binary, scrape_interval=self.scrape_interval
+            )
+            try:
+                self.prometheus.start()
+            except PrometheusError as error:
+                if self.want_prometheus:
+                    raise
+                log.warning("%s; using the scrape provider instead", error)
+                self.prometheus = None
+        if self.prometheus is not None:
+            self.record.provider = "prometheus"
+            self.record.prometheus_url = self.prometheus.address
+            self.record.prometheus_dir = str(self.prometheus.workdir)
+            return PrometheusProvider(self.prometheus.address)
+        self.record.provider = "scrape"
+        self.record.prometheus_url = None
+        return ScrapeProvider(ProcessMetricsSource(self.fleet.urls))
+
+    # ------------------------------------------------------------------ the tick
+    def tick(self) -> Decision | None:
+        """One look at the world and one decision; None when nothing is applied yet."""
+        with self._lock:
+            desired = self.state.read_desired()
+            if desired is None:
+                return None
+            decision = self._tick(desired)
+            self._persist()
+            return decision
+
+    def _tick(self, desired: DesiredState) -> Decision:
+        now = self.clock()
+        before = self.status
+        problems = check_manifest(desired.manifest)
+        if problems:
+            decision = reject_spec(before, [str(p) for p in problems], desired.generation, now)
+            return self._keep(decision)
+        spec = ModelDeploymentSpec.model_validate(desired.manifest["spec"])
+        try:
+            self._restore_missing(desired, spec, before)
+            observations = self._observe(desired, spec, before, now)
+            decision = decide(spec, before, observations, now)
+            for action in decision.actions:
+                self._apply(action, desired, spec, decision)
+            self._follow_backends(desired, spec, decision.status)
+        except (FleetError, OSError, ValueError, httpx.HTTPError) as error:
+            return self._failed(desired, before, error, now)
+        self._failure = None
+        decision.status.conditions = set_condition(
+            decision.status.conditions, APPLIED, ConditionStatus.TRUE, "Applied",
+            "the last decision was carried out", now, desired.generation,
+        )  # fmt: skip
+        if window_needs_baseline(before, decision.status, observations.analysis is not None):
+            assert decision.status.stable is not None and decision.status.canary is not None
+            self._provider().mark(
+                self._target(
+                    desired, decision.status.stable.revision, decision.status.canary.revision
+                )
+            )
+        return self._keep(decision)
+
+    def _keep(self, decision: Decision) -> Decision:
+        self.status = decision.status
+        for action in decision.actions:
+            if isinstance(action, EmitEvent):
+                self._event(action)
+        return decision
+
+    def _failed(
+        self, desired: DesiredState, status: ModelDeploymentStatus, error: Exception, now: datetime
+    ) -> Decision:
+        message = f"could not carry out the next step, retrying every tick: {error}"
+        event = EmitEvent(type="Warning", reason="ActionFailed", message=message)
+        if self._failure != message:
+            self._failure = message
+            self._event(event)
+        log.warning("%s: %s", desired.name, message)
+        failed = status.model_copy(deep=True)
+        failed.conditions = set_condition(
+            failed.conditions, APPLIED, ConditionStatus.FALSE, "ActionFailed", message, now,
+            desired.generation,
+        )  # fmt: skip
+        self.status = failed
+        return Decision(status=failed, actions=[])
+
+    # ------------------------------------------------------------------ observing
+    def _observe(
+        self,
+        desired: DesiredState,
+        spec: ModelDeploymentSpec,
+        status: ModelDeploymentStatus,
+        now: datetime,
+    ) -> Observations:
+        ready = {revision: self.fleet.ready(revision) for revision in self.fleet.revisions()}
+        canary, stable = status.canary, status.stable
+        weight = validation = analysis = None
+        if canary is not None:
+            route = self._route(desired, spec, stable.revision if stable else None, canary.revision)
+            weight = self.router.observed_weight(route)
+            validation = self._validation_outcome(canary.revision, canary.validation_started_at)
+            if stable is not None and analysis_due(spec, status, now):
+                target = self._target(desired, stable.revision, canary.revision)
+                start = analysis_window(status) or now
+                window = self._provider().window(target, start, now)
+                self.record.last_window = window
+                analysis = judge(spec.rollout.analysis, window)
+        return Observations(
+            generation=desired.generation,
+            ready_replicas=ready,
+            weight=weight,
+            analysis=analysis,
+            validation=validation,
+            action=parse_action(desired.action),
+        )
+
+    def _validation_outcome(
+        self, revision: str, started_at: datetime | None
+    ) -> ValidationOutcome | None:
+        running = self._validation
+        if running is None or started_at is None:
+            return None
+        if running.revision != revision or running.started_at != started_at:
+            return None
+        if not running.future.done():
+            return None
+        return running.future.result()
+
+    def _restore_missing(
+        self, desired: DesiredState, spec: ModelDeploymentSpec, status: ModelDeploymentStatus
+    ) -> None:
+        """Start the processes of revisions the status says serve (after a restart of this
+        controller, or a revision stopped by hand) — when the spec still describes them."""
+        running = set(self.fleet.revisions())
+        for revision, variant in serving_revisions(status).items():
+            if revision in running or revision in self.record.scaled_down:
+                continue
+            recorded = self.record.revisions.get(revision)
+            if recorded is None and revision_of(spec) == revision:
+                recorded = self._revision_spec(desired, spec, revision, variant)
+            if recorded is None:
+                self._event(
+                    EmitEvent(
+                        type="Warning",
+                        reason="DeploymentMissing",
+                        message=f"revision {revision} ({variant}) has no processes and neither "
+                        "the spec nor the state file describes it: apply it again, or roll forward",
+                    )
+                )
+                continue
+            self._start_revision(recorded)
+            self._event(
+                EmitEvent(
+                    type="Normal",
+                    reason="DeploymentRecreated",
+                    message=f"revision {revision} ({variant}) had no processes: started",
+                )
+            )
+        if status.canary is not None and status.canary.desired_weight > 0:
+            stable = status.stable.revision if status.stable else None
+            route = self._route(desired, spec, stable, status.canary.revision)
+            if self.router.observed_weight(route) != status.canary.desired_weight:
+                self.router.set_weight(route, status.canary.desired_weight)
+
+    # ------------------------------------------------------------------ acting
+    def _apply(
+        self, action: Action, desired: DesiredState, spec: ModelDeploymentSpec, decision: Decision
+    ) -> None:
+        after = decision.status
+        match action:
+            case Deploy(revision=revision):
+                variant = naming.STABLE if after.stable is None else naming.CANARY
+                self._start_revision(self._revision_spec(desired, spec, revision, variant))
+            case SetWeight(canary=canary, stable=stable, weight=weight):
+                self.router.set_weight(self._route(desired, spec, stable, canary), weight)
+            case RunValidation(revision=revision):
+                assert after.canary is not None and after.canary.validation_started_at is not None
+                self._start_validation(desired, spec, after, revision)
+            case Promote(revision=revision, previous=previous):
+                self.router.promote(self._route(desired, spec, previous, revision))
+            case ScaleDown(revision=revision):
+                self.fleet.stop(revision)
+                kept = {ref.revision for ref in (after.stable, after.canary) if ref is not None}
+                if revision in kept:  # a Deployment scaled to zero, not a missing one
+                    self.record.scaled_down.append(revision)
+                else:
+                    self.record.revisions.pop(revision, None)
+            case EmitEvent():
+                pass  # recorded by _keep once the whole decision was carried out
+
+    def _start_validation(
+        self, desired: DesiredState, spec: ModelDeploymentSpec, status: ModelDeploymentStatus,
+        revision: str,
+    ) -> None:  # fmt: skip
+        assert status.canary is not None and status.canary.validation_started_at is not None
+        urls = self.fleet.urls(revision, ready_only=True)
+        if not urls:
+            raise FleetError(f"revision {revision} has no ready process to validate")
+        stable_urls = (
+            self.fleet.urls(status.stable.revision, ready_only=True) if status.stable else []
+        )
+        plan = CheckPlan(
+            model=desired.name,
+            url=urls[0],
+            stable_url=stable_urls[0] if stable_urls else None,
+            validation=spec.validation.to_wire(),
+        )
+        self._validation = _Validation(
+            revision=revision,
+            started_at=status.canary.validation_started_at,
+            future=self._validations.submit(_validate, plan, revision),
+        )
+
+    def _follow_backends(
+        self, desired: DesiredState, spec: ModelDeploymentSpec, status: ModelDeploymentStatus
+    ) -> None:
+        """Replicas restart on new ports and become ready later: the router follows, and
+        Prometheus' targets with it."""
+        current = {
+            revision: self.fleet.urls(revision, ready_only=True)
+            for revision in self.fleet.revisions()
+        }
+        if current == self._backends:
+            return
+        self._backends = current
+        stable = status.stable.revision if status.stable else None
+        canary = status.canary.revision if status.canary else None
+        self.router.refresh(self._route(desired, spec, stable, canary))
+        if self.prometheus is not None:
+            targets = {
+                rev: [u.removeprefix("http://") for u in self.fleet.urls(rev)] for rev in current
+            }
+            self.prometheus.set_targets(targets)
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _revision_spec(
+        desired: DesiredState, spec: ModelDeploymentSpec, revision: str, variant: str
+    ) -> RevisionSpec:
+        return RevisionSpec.from_spec(desired.name, revision, variant, spec.model, spec.runtime)
+
+    def _start_revision(self, revision: RevisionSpec) -> None:
+        """Start the processes and remember how: after a restart of this controller the spec
+        may describe only the canary, and the stable version must come back as it was."""
+        self.fleet.start(revision)
+        self.record.revisions[revision.revision] = revision
+        self.record.scaled_down = [r for r in self.record.scaled_down if r != revision.revision]
+
+    def _route(
+        self,
+        desired: DesiredState,
+        spec: ModelDeploymentSpec,
+        stable: str | None,
+        canary: str | None,
+    ) -> RouteContext:
+        return RouteContext(
+            name=desired.name,
+            namespace=NAMESPACE,
+            stable=stable,
+            canary=canary,
+            replicas=spec.runtime.replicas,
+            traffic=spec.traffic,
+        )
+
+    @staticmethod
+    def _target(desired: DesiredState, stable: str, canary: str) -> AnalysisTarget:
+        spec = ModelDeploymentSpec.model_validate(desired.manifest["spec"])
+        custom = tuple(m for m in spec.rollout.analysis.metrics if m.query)
+        return AnalysisTarget(name=desired.name, stable=stable, canary=canary, custom=custom)
+
+    def _provider(self) -> MetricsProvider:
+        if self.provider is None:
+            raise RuntimeError("the controller is not started: call start() first")
+        return self.provider
+
+    def _event(self, event: EmitEvent) -> None:
+        entry = LocalEvent(
+            time=self.clock(), type=event.type, reason=event.reason, message=event.message
+        )
+        self.record.events.append(entry)
+        log.info("%s %s: %s", event.type, event.reason, event.message)
+        if self.on_event is not None:
+            self.on_event(entry)
+
+    def _persist(self) -> None:
+        self.record.status = self.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        self.record.runtime_pids = self.fleet.pids()
+        self.record.fleet_id = self.fleet.fleet_id
+        self.record.prometheus_pid = self.prometheus.pid if self.prometheus else None
+        counts = self.router.counts()
+        self.record.traffic = {naming.STABLE: counts.stable, naming.CANARY: counts.canary}
+        self.state.write_controller(self.record)
+
+
+def _validate(plan: CheckPlan, revision: str) -> ValidationOutcome:
+    with httpx.Client(timeout=VALIDATION_HTTP_TIMEOUT) as client:
+        result = run_checks(plan, client)
+    return ValidationOutcome(revision=revision, passed=result.passed, message=result.message)
+
+
+def _parse_status(raw: dict[str, object]) -> ModelDeploymentStatus:
+    try:
+        return ModelDeploymentStatus.model_validate(raw)
+    except ValueError as error:
+        log.warning("ignoring an unreadable stored status: %s", error)
+        return ModelDeploymentStatus()
+
+
+def _is_serinus(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"serinus" in cmdline
