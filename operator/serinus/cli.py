@@ -236,6 +236,116 @@ def kubectl_validate_command(files: FilesOption) -> None:
     _validate(files)
 
 
+NamespaceOption = Annotated[
+    str | None,
+    typer.Option("-n", "--namespace", help="Namespace (default: the context's, else default)."),
+]
+KubeconfigOption = Annotated[
+    str | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file.")
+]
+ContextOption = Annotated[str | None, typer.Option("--context", help="Kubeconfig context.")]
+
+
+def _cluster(kubeconfig: str | None, context: str | None, namespace: str | None) -> tuple[Any, str]:
+    from serinus.kubectl import KubectlError, connect
+
+    try:
+        api, default_namespace = connect(kubeconfig, context)
+    except KubectlError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=1) from error
+    return api, namespace or default_namespace
+
+
+def _kubectl_action(
+    name: str, action: str, kubeconfig: str | None, context: str | None, namespace: str | None
+) -> None:
+    from serinus.api.status import ActionKind
+    from serinus.kubectl import KubectlError, request_action
+
+    api, ns = _cluster(kubeconfig, context, namespace)
+    try:
+        value = request_action(api, ns, name, ActionKind(action))
+    except KubectlError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=1) from error
+    out.print(f"{KIND} {ns}/{name}: asked for {action} ({value}); the operator acts on it once")
+
+
+@kubectl_app.command("status")
+def kubectl_status_command(
+    name: str,
+    namespace: NamespaceOption = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+) -> None:
+    """Phase, versions and weight, the last verdicts, recent Events and the rollout history."""
+    from serinus.kubectl import KubectlError, events, get_deployment, read_status
+    from serinus.local.display import render_status
+
+    api, ns = _cluster(kubeconfig, context, namespace)
+    try:
+        status = read_status(get_deployment(api, ns, name))
+    except KubectlError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=1) from error
+    out.print(render_status(name, status, events=events(api, ns, name)))
+
+
+@kubectl_app.command("logs-analysis")
+def kubectl_logs_analysis_command(
+    name: str,
+    namespace: NamespaceOption = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+) -> None:
+    """Every analysis check of the current rollout, metric by metric, with its reason."""
+    from serinus.kubectl import KubectlError, analysis_lines, events, get_deployment, read_status
+
+    api, ns = _cluster(kubeconfig, context, namespace)
+    try:
+        status = read_status(get_deployment(api, ns, name))
+    except KubectlError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=1) from error
+    for line in analysis_lines(status, events(api, ns, name)):
+        out.print(line, markup=False)
+
+
+@kubectl_app.command("promote")
+def kubectl_promote_command(
+    name: str,
+    full: Annotated[bool, typer.Option("--full", help="Skip the remaining steps.")] = False,
+    namespace: NamespaceOption = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+) -> None:
+    """Move the canary to its next step now (--full: make it stable now)."""
+    _kubectl_action(name, "promote-full" if full else "promote", kubeconfig, context, namespace)
+
+
+def _register_action(action: str, help_text: str) -> None:
+    def command(
+        name: str,
+        namespace: NamespaceOption = None,
+        kubeconfig: KubeconfigOption = None,
+        context: ContextOption = None,
+    ) -> None:
+        _kubectl_action(name, action, kubeconfig, context, namespace)
+
+    command.__doc__ = help_text
+    kubectl_app.command(action)(command)
+
+
+for _action, _help in (
+    ("abort", "Roll the canary back; stable keeps serving."),
+    ("retry", "Start the failed or rolled-back version's rollout again."),
+    ("pause", "Hold the rollout at its current weight."),
+    ("resume", "Continue a paused rollout."),
+):
+    _register_action(_action, _help)
+
+
 def main() -> None:
     app()
 

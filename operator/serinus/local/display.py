@@ -32,28 +32,40 @@ EVENTS_SHOWN = 6
 
 
 def render(desired: DesiredState | None, record: ControllerState) -> RenderableType:
+    """The local view: the status plus what only local mode knows (router counts, Events)."""
     if desired is None:
         return Text("nothing applied yet: serinus local apply -f FILE")
     status = ModelDeploymentStatus.model_validate(record.status or {})
-    parts: list[RenderableType] = [
-        _headline(desired, status, record),
-        _variants(status, record),
-    ]
+    return render_status(desired.name, status, record)
+
+
+def render_status(
+    name: str,
+    status: ModelDeploymentStatus,
+    record: ControllerState | None = None,
+    events: list[LocalEvent] | None = None,
+) -> RenderableType:
+    """Phase, versions and weight, the last check's verdicts, Events and history; with a local
+    `record`, also where things run and the traffic per variant."""
+    parts: list[RenderableType] = [_headline(name, status, record)]
+    if record is not None:
+        parts.append(_variants(status, record))
     if status.analysis.checks:
         parts.append(_check_table(status.analysis.checks[-1]))
-    if record.events:
-        parts.append(_events(record.events[-EVENTS_SHOWN:]))
+    shown = events if events is not None else (record.events if record is not None else [])
+    if shown:
+        parts.append(_events(shown[-EVENTS_SHOWN:]))
     if status.history:
         parts.append(_history(status))
     return Group(*parts)
 
 
 def _headline(
-    desired: DesiredState, status: ModelDeploymentStatus, record: ControllerState
+    name: str, status: ModelDeploymentStatus, record: ControllerState | None
 ) -> RenderableType:
     phase = status.phase.value
     line = Text.assemble(
-        (desired.name, "bold"),
+        (name, "bold"),
         "  ",
         (phase, PHASE_STYLE.get(phase, "")),
         f"  {status.message}" if status.message else "",
@@ -67,6 +79,13 @@ def _headline(
             f"canary v{canary.version or '?'} ({canary.revision}) weight {canary.weight}% "
             f"step {canary.step}"
         )
+    lines: list[RenderableType] = [line, Text("  ".join(facts), style="dim")]
+    if record is not None:
+        lines.append(Text("  ".join(_where(record)), style="dim"))
+    return Group(*lines)
+
+
+def _where(record: ControllerState) -> list[str]:
     where = []
     if record.router_url:
         where.append(f"router {record.router_url}")
@@ -77,7 +96,7 @@ def _headline(
         )
     if not record.controller_pid:
         where.append("controller not running (serinus local up)")
-    return Group(line, Text("  ".join(facts), style="dim"), Text("  ".join(where), style="dim"))
+    return where
 
 
 def _variants(status: ModelDeploymentStatus, record: ControllerState) -> RenderableType:
