@@ -310,3 +310,20 @@ async def test_a_route_that_cannot_be_set_is_reported_and_retried(k8s, operator)
     )  # fmt: skip
     await wait_for(lambda: phase(k8s) == "Stable")
     assert applied()["status"] == "True"
+
+
+async def test_settled_deployment_acts_on_a_deleted_or_unready_revision_at_once(k8s, operator):
+    """Outside a rollout only a slow safety-net timer runs (600 s here): the revision
+    Deployment's own watch events bring the ModelDeployment back to the operator."""
+    rev = await first_version_stable(k8s)
+    creates = k8s["create apps/v1/deployments"]
+    before = len(creates)
+    await k8s.delete(f"/apis/apps/v1/namespaces/{NS}/deployments/iris-{rev}")
+    await wait_for(lambda: len(creates) == before + 1, timeout=10)
+    assert creates[-1].data["metadata"]["name"] == f"iris-{rev}"
+    await make_ready(k8s, rev, 2)
+    await wait_for(lambda: phase(k8s) == "Stable", timeout=10)
+    await make_ready(k8s, rev, 0)
+    await wait_for(lambda: phase(k8s) == "Degraded", timeout=10)
+    await make_ready(k8s, rev, 2)
+    await wait_for(lambda: phase(k8s) == "Stable", timeout=10)

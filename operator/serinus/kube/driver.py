@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 from urllib3.exceptions import HTTPError
 
-from serinus.api.resource import ACTION_ANNOTATION, API_VERSION, KIND
+from serinus.api.resource import ACTION_ANNOTATION, API_VERSION, GROUP, KIND, PLURAL, VERSION
 from serinus.api.rules import check_manifest
 from serinus.api.spec import AnalysisSpec, ModelDeploymentSpec, TrafficProvider
 from serinus.api.status import ConditionStatus, ModelDeploymentStatus
@@ -106,6 +106,7 @@ class KubeDriver:
     def __post_init__(self) -> None:
         self.reader = ClusterReader(self.api_client)
         self.core = kubernetes.client.CoreV1Api(self.api_client)
+        self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self.objects: KubeObjects = DynamicKubeObjects(self.api_client)
 
     # --- entry point -----------------------------------------------------------------------
@@ -114,6 +115,22 @@ class KubeDriver:
         deployment = _read(body)
         with self._lock_for(deployment):
             return self._tick(deployment)
+
+    def tick_named(self, namespace: str, name: str) -> None:
+        """A tick outside kopf's handlers for the ModelDeployment (a child object changed):
+        read it, tick, and patch the status through the API."""
+        try:
+            body = self.objects.get(API_VERSION, KIND, namespace, name)
+            if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+                return
+            outcome = self.tick(body)
+            if outcome.status:
+                self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, PLURAL, name, {"status": outcome.status}
+                )
+        except (KubeError, ApiException, HTTPError) as error:
+            # The timers look again; a child's event is a hint to be early, not the only chance.
+            log.warning("%s/%s: could not act on a revision change: %s", namespace, name, error)
 
     def forget(self, namespace: str, name: str) -> None:
         """The ModelDeployment is gone: drop what was kept for it."""

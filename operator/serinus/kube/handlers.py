@@ -3,7 +3,7 @@
 Handlers are sync (kopf runs them in worker threads) and never return a value (kopf would store it
 in status). Settings come from the environment (the chart sets them):
   SERINUS_TICK_SECONDS      how often a ModelDeployment in a rollout is looked at (default 5)
-  SERINUS_STEADY_SECONDS    how often one outside a rollout is looked at (default 60)
+  SERINUS_STEADY_SECONDS    how often one outside a rollout is looked at anyway (default 600)
   SERINUS_OPERATOR_IMAGE    image of the validation Job (the operator's own image)
   SERINUS_METRICS_PORT      port of the operator's /metrics (default 8081; 0 disables)
 """
@@ -21,14 +21,18 @@ from prometheus_client import start_http_server
 from serinus.api.resource import GROUP, PLURAL, VERSION
 from serinus.api.status import ROLLOUT_PHASES, Phase
 from serinus.kube.driver import DEFAULT_OPERATOR_IMAGE, KubeDriver, Outcome
+from serinus.traffic import naming
 
 TICK_SECONDS = float(os.environ.get("SERINUS_TICK_SECONDS", "5"))
-STEADY_SECONDS = float(os.environ.get("SERINUS_STEADY_SECONDS", "60"))
-"""Outside a rollout only missing objects and pod readiness need a look; spec and annotation
-edits arrive as watch events at once, so this can be slow and idle operators stay idle."""
+STEADY_SECONDS = float(os.environ.get("SERINUS_STEADY_SECONDS", "600"))
+"""Outside a rollout nothing needs a look on a clock: spec and annotation edits arrive as watch
+events, and so do a revision Deployment's deletion or change of ready pods (`revision_changed`).
+This slow pass is only a safety net, so an idle operator stays idle."""
 
 _driver: KubeDriver | None = None
 _suspended = False
+_ready_seen: dict[tuple[str, str], int] = {}
+"""Ready pods last seen per revision Deployment (namespace, name)."""
 
 
 def driver() -> KubeDriver:
@@ -48,6 +52,7 @@ def use_driver(replacement: KubeDriver | None) -> None:
     global _driver, _suspended
     _driver = replacement
     _suspended = False
+    _ready_seen.clear()
 
 
 def suspend() -> None:
@@ -115,6 +120,30 @@ def heartbeat(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 @kopf.timer(GROUP, VERSION, PLURAL, interval=STEADY_SECONDS, sharp=False, when=at_rest)
 def steady(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     _tick(body, patch)
+
+
+@kopf.on.event(
+    "apps", "v1", "deployments",
+    labels={naming.LABEL_APP_NAME: naming.RUNTIME_APP, naming.LABEL_NAME: kopf.PRESENT},
+)  # fmt: skip
+def revision_changed(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    """A revision Deployment went away or its ready pods changed: look at its ModelDeployment
+    now rather than at the next timer (a settled one has only the slow safety-net timer)."""
+    if _suspended:
+        return
+    namespace = body.metadata.namespace or "default"
+    key = (namespace, body.metadata.name)
+    ready = int((body.get("status") or {}).get("readyReplicas") or 0)
+    if event.get("type") == "DELETED":
+        _ready_seen.pop(key, None)
+    else:
+        before = _ready_seen.get(key)
+        _ready_seen[key] = ready
+        if before is None or before == ready:  # first sight (a listing), or nothing new
+            return
+    owner = body.metadata.labels.get(naming.LABEL_NAME)
+    if owner:
+        driver().tick_named(namespace, owner)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
