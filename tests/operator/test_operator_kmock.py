@@ -147,7 +147,7 @@ async def test_first_version_gets_deployment_services_job_and_status(k8s, operat
         "iris-stable",
     ]
     [job] = [j.data for j in job_creates]
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["serinus", "check"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"][:2] == ["serinus", "check"]
 
     final = status(k8s)
     assert final["stable"]["revision"] == rev and final["stable"]["version"] == "1.0.0"

@@ -159,11 +159,6 @@ INVALID = [
     (_manifest(rollout={"steps": [{}]}), "spec.rollout.steps[0]", "exactly one of"),
     (_manifest(rollout={"interval": "soon"}), "spec.rollout.interval", "should match pattern"),
     (
-        _manifest(rollout={"analysis": {"provider": "prometheus"}}),
-        "spec.rollout.analysis",
-        "prometheus.address",
-    ),
-    (
         _manifest(rollout={"analysis": {"metrics": [{"name": "queue-depth", "max": 3}]}}),
         "spec.rollout.analysis.metrics[0]",
         "needs a PromQL query",

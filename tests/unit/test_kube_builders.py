@@ -77,7 +77,7 @@ def test_validation_job_is_valid_and_carries_the_plan():
     )
     valid(job)
     [container] = job["spec"]["template"]["spec"]["containers"]
-    plan = json.loads(container["args"][3])
+    plan = json.loads(container["command"][3])
     assert plan["url"] == "http://iris-canary.ml.svc:80"
     assert plan["validation"]["smoke"][0]["expect"] == [0]
     assert job["spec"]["activeDeadlineSeconds"] == 300

@@ -417,10 +417,6 @@ class AnalysisSpec(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
             cel(
-                "self.provider != 'prometheus' || has(self.prometheus)",
-                "analysis.provider prometheus needs analysis.prometheus.address",
-            ),
-            cel(
                 "self.provider == 'prometheus' || !has(self.metrics) || "
                 "self.metrics.all(m, !has(m.query))",
                 "custom metrics with a query need analysis.provider: prometheus",
@@ -434,7 +430,9 @@ class AnalysisSpec(ApiModel):
         "or prometheus (PromQL over the HTTP API).",
     )
     prometheus: PrometheusSource | None = Field(
-        default=None, description="Settings for provider prometheus."
+        default=None,
+        description="Settings for provider prometheus; when left out, the operator's default "
+        "address (chart value prometheus.address) is used.",
     )
     min_requests: int = Field(
         default=50,

@@ -222,7 +222,8 @@ def build_validation_job(
                         {
                             "name": "check",
                             "image": image,
-                            "args": ["serinus", "check", "--plan", json.dumps(plan)],
+                            # command, not args: the image's entrypoint runs the operator
+                            "command": ["serinus", "check", "--plan", json.dumps(plan)],
                             "terminationMessagePolicy": "FallbackToLogsOnError",
                             "securityContext": container_security,
                             "resources": {

@@ -22,7 +22,13 @@ from urllib3.exceptions import HTTPError
 
 from serinus.api.resource import ACTION_ANNOTATION, API_VERSION, GROUP, KIND, PLURAL, VERSION
 from serinus.api.rules import check_manifest
-from serinus.api.spec import AnalysisSpec, ModelDeploymentSpec, TrafficProvider
+from serinus.api.spec import (
+    DEFAULT_RUNTIME_IMAGE,
+    AnalysisSpec,
+    ModelDeploymentSpec,
+    PrometheusSource,
+    TrafficProvider,
+)
 from serinus.api.status import ConditionStatus, ModelDeploymentStatus
 from serinus.core.actions import (
     Action,
@@ -97,6 +103,10 @@ class KubeDriver:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     provider_factory: Callable[[AnalysisSpec, MetricsSource], MetricsProvider] = provider_for
+    prometheus_address: str | None = None
+    """Operator-wide Prometheus for specs that choose provider prometheus without an address."""
+    runtime_image: str | None = None
+    """Operator-wide runtime image for specs that keep the built-in default image."""
     _providers: dict[tuple[str, str], MetricsProvider] = field(default_factory=dict)
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _latest: dict[tuple[str, str], ModelDeploymentStatus] = field(default_factory=dict)
@@ -328,7 +338,7 @@ class KubeDriver:
             replicas = self._canary_start_replicas(spec) if is_canary else spec.runtime.replicas
             self.objects.create(
                 builders.build_deployment(
-                    spec,
+                    self._pods_spec(spec),
                     deployment.name,
                     deployment.namespace,
                     deployment.uid,
@@ -370,9 +380,25 @@ class KubeDriver:
                 source = PodMetricsSource(
                     self.api_client, deployment.namespace, deployment.name, builders.RUNTIME_PORT
                 )
-                provider = self.provider_factory(spec.rollout.analysis, source)
+                provider = self.provider_factory(self._analysis(spec), source)
                 self._providers[key] = provider
             return provider
+
+    def _analysis(self, spec: ModelDeploymentSpec) -> AnalysisSpec:
+        analysis = spec.rollout.analysis
+        if analysis.prometheus is None and self.prometheus_address:
+            address = PrometheusSource(address=self.prometheus_address)
+            return analysis.model_copy(update={"prometheus": address})
+        return analysis
+
+    def _pods_spec(self, spec: ModelDeploymentSpec) -> ModelDeploymentSpec:
+        """The spec Deployments are built from: the operator's runtime image when the spec
+        keeps the built-in default. Only new Deployments get it — the revision hash is the
+        spec's own, so changing the operator's default never starts rollouts by itself."""
+        if self.runtime_image and spec.runtime.image == DEFAULT_RUNTIME_IMAGE:
+            runtime = spec.runtime.model_copy(update={"image": self.runtime_image})
+            return spec.model_copy(update={"runtime": runtime})
+        return spec
 
     # --- acting ----------------------------------------------------------------------------
 
@@ -396,7 +422,7 @@ class KubeDriver:
                 variant = "stable" if first else "canary"
                 self._create_or_scale(
                     builders.build_deployment(
-                        spec, name, ns, deployment.uid, revision, variant, replicas
+                        self._pods_spec(spec), name, ns, deployment.uid, revision, variant, replicas
                     )
                 )
             case SetWeight(canary=canary, stable=stable, weight=weight):

@@ -6,6 +6,8 @@ in status). Settings come from the environment (the chart sets them):
   SERINUS_STEADY_SECONDS    how often one outside a rollout is looked at anyway (default 600)
   SERINUS_OPERATOR_IMAGE    image of the validation Job (the operator's own image)
   SERINUS_METRICS_PORT      port of the operator's /metrics (default 8081; 0 disables)
+  SERINUS_PROMETHEUS_ADDRESS  Prometheus for specs with provider prometheus and no address
+  SERINUS_RUNTIME_IMAGE     runtime image for specs that keep the built-in default
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ def driver() -> KubeDriver:
                 kubernetes.client.Configuration.get_default_copy()
             ),
             operator_image=os.environ.get("SERINUS_OPERATOR_IMAGE", DEFAULT_OPERATOR_IMAGE),
+            prometheus_address=os.environ.get("SERINUS_PROMETHEUS_ADDRESS") or None,
+            runtime_image=os.environ.get("SERINUS_RUNTIME_IMAGE") or None,
         )
     return _driver
 
@@ -68,15 +72,26 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/operator"
     settings.posting.level = 30  # Events of kopf's own at WARNING and above; ours are explicit
     settings.watching.server_timeout = 300
+    # Per-object workers end soon after their last event: with thousands of objects, lingering
+    # ones are what sets the peak memory.
+    settings.batching.idle_timeout = 1.0
     logging.getLogger("kopf.objects").addFilter(_quiet_timers)
     port = int(os.environ.get("SERINUS_METRICS_PORT", "8081"))
     if port:
         start_http_server(port, registry=driver().metrics.registry)
 
 
+_ROUTINE = (
+    "Timer 'heartbeat' succeeded",
+    "Timer 'steady' succeeded",
+    "Handler 'revision_changed' succeeded",
+)
+
+
 def _quiet_timers(record: logging.LogRecord) -> bool:
-    """Drop kopf's "Timer 'x' succeeded." line: one per object per tick says nothing."""
-    return not (record.levelno == logging.INFO and record.getMessage().startswith("Timer "))
+    """Drop kopf's success line of the routine handlers: one per object per tick (or per
+    Deployment event) says nothing; what they decide is logged, and failures still are."""
+    return not (record.levelno == logging.INFO and record.getMessage().startswith(_ROUTINE))
 
 
 def _apply(outcome: Outcome, patch: kopf.Patch) -> None:

@@ -71,6 +71,8 @@ log = logging.getLogger("serinus.local")
 APPLIED = "Applied"
 NAMESPACE = "local"
 VALIDATION_HTTP_TIMEOUT = 30.0
+RESUME_READY_TIMEOUT = 60.0
+"""How long `start` waits for a resumed deployment's processes before the router listens anyway."""
 
 
 @dataclass
@@ -121,8 +123,10 @@ class LocalController:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Reap what a crashed predecessor left, start the router and the metrics backend, and
-        load the last status so the rollout resumes where it was."""
+        """Reap what a crashed predecessor left, load the last status so the rollout resumes
+        where it was, start the metrics backend and the processes that status says serve, then
+        the router: it listens once they are ready, so meanwhile clients see a refused
+        connection (as after `close`), never a 503 from a stable version without processes."""
         self.state.ensure()
         previous = self.state.read_controller()
         self._reap(previous)
@@ -130,10 +134,11 @@ class LocalController:
             update={"controller_pid": os.getpid(), "runtime_pids": [], "prometheus_pid": None}
         )
         self.status = _parse_status(previous.status)
+        self._started = True  # from here on, close() stops whatever a failed start left
+        self.provider = self._start_metrics()
+        self._resume_processes()
         self.router.start(self.router_port)
         self.record.router_url = self.router.url
-        self.provider = self._start_metrics()
-        self._started = True
         self._persist()
 
     def close(self) -> None:
@@ -177,6 +182,23 @@ class LocalController:
             orphans.reap(previous.runtime_pids, previous.fleet_id)
         if previous.prometheus_pid and previous.prometheus_dir:
             orphans.reap_prometheus(previous.prometheus_pid, Path(previous.prometheus_dir))
+
+    def _resume_processes(self) -> None:
+        """Start the revisions the loaded status says serve (what the first tick would do) and
+        wait until each has a ready process and the router's table lists them."""
+        desired = self.state.read_desired()
+        if desired is None or not serving_revisions(self.status):
+            return
+        if check_manifest(desired.manifest):
+            return  # the first tick reports the invalid spec
+        spec = ModelDeploymentSpec.model_validate(desired.manifest["spec"])
+        try:
+            self._restore_missing(desired, spec, self.status)
+            for revision in self.fleet.revisions():
+                self.fleet.wait_ready(revision, count=1, timeout=RESUME_READY_TIMEOUT)
+        except (FleetError, OSError, ValueError) as error:
+            log.warning("%s: %s; the router listens anyway, the ticks go on", desired.name, error)
+        self._follow_backends(desired, spec, self.status)
 
     def _start_metrics(self) -> MetricsProvider:
         binary = find_binary() if self.want_prometheus is not False else None

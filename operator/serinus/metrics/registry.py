@@ -8,18 +8,45 @@ are the baselines of its next windows.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from serinus.api.spec import AnalysisProvider, AnalysisSpec
+from serinus.core.window import AnalysisWindow
 from serinus.metrics.prometheus import PrometheusProvider
-from serinus.metrics.provider import MetricsProvider, MetricsSource
+from serinus.metrics.provider import AnalysisTarget, MetricsProvider, MetricsSource
 from serinus.metrics.scrape import ScrapeProvider
 
 ProviderFactory = Callable[[AnalysisSpec, MetricsSource | None], MetricsProvider]
 
 
+NO_PROMETHEUS = (
+    "analysis.provider is prometheus but no address is known: set "
+    "spec.rollout.analysis.prometheus.address, or the operator's default (chart value "
+    "prometheus.address, environment SERINUS_PROMETHEUS_ADDRESS)"
+)
+
+
+class UnconfiguredProvider:
+    """A provider that cannot measure: every window is an error, so every check is
+    Inconclusive with the reason — never a Pass, and the stable version keeps serving."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def mark(self, target: AnalysisTarget) -> None:
+        pass
+
+    def window(self, target: AnalysisTarget, start: datetime, end: datetime) -> AnalysisWindow:
+        seconds = max((end - start).total_seconds(), 0.001)
+        return AnalysisWindow(error=self.reason, interval_seconds=seconds)
+
+    def close(self) -> None:
+        pass
+
+
 def _prometheus(analysis: AnalysisSpec, _source: MetricsSource | None) -> MetricsProvider:
     if analysis.prometheus is None:
-        raise ValueError("analysis.provider prometheus needs analysis.prometheus.address")
+        return UnconfiguredProvider(NO_PROMETHEUS)
     return PrometheusProvider(analysis.prometheus.address)
 
 
