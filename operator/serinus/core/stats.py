@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 Bucket = tuple[float, float]
 """(upper bound `le`, cumulative count of observations <= le)."""
@@ -42,8 +42,35 @@ def worse_proportion_p_value(
             raise ValueError(f"{label} has no observations: a proportion needs at least one")
         if not 0 <= bad <= total:
             raise ValueError(f"{label} has {bad} bad events out of {total}: must be 0..{total}")
-    table = [[canary_bad, canary_total - canary_bad], [stable_bad, stable_total - stable_bad]]
-    return float(stats.fisher_exact(table, alternative="greater").pvalue)
+    return _hypergeom_tail(
+        at_least=canary_bad,
+        population=canary_total + stable_total,
+        drawn=canary_total,
+        marked=canary_bad + stable_bad,
+    )
+
+
+def _hypergeom_tail(at_least: int, population: int, drawn: int, marked: int) -> float:
+    """P(X >= at_least) for X ~ Hypergeometric: `drawn` items from `population`, of which
+    `marked` are marked — Fisher's one-sided p-value (scipy's `fisher_exact(greater)`).
+
+    Computed here from log-gamma terms rather than through scipy.stats, whose import alone
+    costs the operator ~70 MiB of memory; scipy.stats is the reference in the tests."""
+    low = max(at_least, 0, drawn + marked - population)
+    high = min(drawn, marked)
+    if low > high:
+        return 0.0
+    x = np.arange(low, high + 1, dtype=np.float64)
+    log_pmf = (
+        _log_choose(marked, x)
+        + _log_choose(population - marked, drawn - x)
+        - _log_choose(population, np.float64(drawn))
+    )
+    return float(min(1.0, np.exp(special.logsumexp(log_pmf))))
+
+
+def _log_choose(n: float, k: np.ndarray | np.float64) -> np.ndarray:
+    return special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
 
 
 # --- histograms --------------------------------------------------------------------------------
@@ -195,4 +222,20 @@ def homogeneity_p_value(expected: Sequence[float], actual: Sequence[float]) -> f
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2:
         return 1.0
-    return float(stats.chi2_contingency(table).pvalue)
+    return _chi_square_p_value(table)
+
+
+def _chi_square_p_value(table: np.ndarray) -> float:
+    """Pearson's chi-square test of independence on a contingency table, with Yates'
+    correction at one degree of freedom — scipy's `chi2_contingency`, without importing
+    scipy.stats (see `_hypergeom_tail`)."""
+    total = table.sum()
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / total
+    if (expected == 0).any():
+        raise ValueError("a row or column sums to zero: the chi-square test needs counts in each")
+    dof = (table.shape[0] - 1) * (table.shape[1] - 1)
+    difference = table - expected
+    if dof == 1:
+        difference = np.sign(difference) * np.maximum(np.abs(difference) - 0.5, 0.0)
+    statistic = float((difference**2 / expected).sum())
+    return float(special.chdtrc(dof, statistic))
