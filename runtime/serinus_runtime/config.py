@@ -7,6 +7,10 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+DEFAULT_MAX_BATCH_SIZE = 1024
+DEFAULT_MAX_LATENCY_MS = 0.0
+"""Batching defaults; the operator's spec defaults (`spec.runtime.batching`) are these too."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -22,8 +26,8 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
     workers: int = 1
-    max_batch_size: int = 1024
-    max_latency_ms: float = 0.0
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_latency_ms: float = DEFAULT_MAX_LATENCY_MS
     inline_predict_ms: float = 1.0
     max_queue_rows: int = 100_000
     max_body_bytes: int = 64 * 1024 * 1024
@@ -78,9 +82,9 @@ _OPTIONS: list[tuple[str, str, object, object, str]] = [
     ("--host", "SERINUS_HOST", str, "0.0.0.0", "address to listen on"),
     ("--port", "SERINUS_PORT", int, 8080, "port to listen on"),
     ("--workers", "SERINUS_WORKERS", _positive_int, 1, "server processes sharing the port"),
-    ("--max-batch-size", "SERINUS_MAX_BATCH_SIZE", _positive_int, 1024,
+    ("--max-batch-size", "SERINUS_MAX_BATCH_SIZE", _positive_int, DEFAULT_MAX_BATCH_SIZE,
      "most rows per model call when batching concurrent requests"),
-    ("--max-latency-ms", "SERINUS_MAX_LATENCY_MS", _nonneg_float, 0.0,
+    ("--max-latency-ms", "SERINUS_MAX_LATENCY_MS", _nonneg_float, DEFAULT_MAX_LATENCY_MS,
      "longest a request waits for others to join its batch (0: batch only what is queued)"),
     ("--inline-predict-ms", "SERINUS_INLINE_PREDICT_MS", _nonneg_float, 1.0,
      "batches estimated faster than this run on the event loop, slower ones on the predict thread"),

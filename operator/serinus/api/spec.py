@@ -15,6 +15,7 @@ from pydantic import Field
 
 from serinus import __version__
 from serinus.api.types import AnyJSON, ApiModel, DNS1123Label, Duration, Sha256
+from serinus_runtime.config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_LATENCY_MS
 
 BUILTIN_METRICS = ("error-rate", "latency-p99", "prediction-drift")
 DEFAULT_RUNTIME_IMAGE = f"ghcr.io/serinus-dev/serinus-runtime:{__version__}"
@@ -120,10 +121,13 @@ class Batching(ApiModel):
     """Micro-batching of small concurrent requests into one predict call."""
 
     max_batch_size: int = Field(
-        default=64, ge=1, le=4096, description="Most rows combined into one predict call."
+        default=DEFAULT_MAX_BATCH_SIZE,
+        ge=1,
+        le=4096,
+        description="Most rows combined into one predict call.",
     )
     max_latency_ms: float = Field(
-        default=1.0,
+        default=DEFAULT_MAX_LATENCY_MS,
         ge=0,
         le=1000,
         description="Longest a request waits for others to join its batch, in milliseconds.",
