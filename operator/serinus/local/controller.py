@@ -30,7 +30,7 @@ import httpx
 
 from serinus.api.rules import check_manifest
 from serinus.api.spec import ModelDeploymentSpec
-from serinus.api.status import ConditionStatus, ModelDeploymentStatus
+from serinus.api.status import ConditionStatus, ModelDeploymentStatus, Phase
 from serinus.checks import CheckPlan, run_checks
 from serinus.core.actions import (
     Action,
@@ -304,6 +304,8 @@ class LocalController:
     ) -> Observations:
         ready = {revision: self.fleet.ready(revision) for revision in self.fleet.revisions()}
         canary, stable = status.canary, status.stable
+        if canary is not None and status.phase == Phase.VALIDATING and self.prometheus is not None:
+            ready[canary.revision] = self._observed_ready(canary.revision)
         weight = validation = analysis = None
         if canary is not None:
             route = self._route(desired, spec, stable.revision if stable else None, canary.revision)
@@ -323,6 +325,14 @@ class LocalController:
             validation=validation,
             action=parse_action(desired.action),
         )
+
+    def _observed_ready(self, revision: str) -> int:
+        """Ready processes Prometheus has already scraped. A canary counts as ready only then,
+        so it gets no traffic before its series exist: Prometheus takes 5-10 s to pick up new
+        targets, and requests served before a series' first sample are never counted."""
+        scraped = self.prometheus.scraped() if self.prometheus is not None else set()
+        urls = self.fleet.urls(revision, ready_only=True)
+        return sum(1 for url in urls if url.removeprefix("http://") in scraped)
 
     def _validation_outcome(
         self, revision: str, started_at: datetime | None
