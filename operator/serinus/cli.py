@@ -14,7 +14,7 @@ from serinus import __version__
 from serinus.api.crd import render_crd
 from serinus.api.resource import API_VERSION, KIND
 from serinus.api.rules import Problem, check_manifest
-from serinus.local.cli import local_app
+from serinus.local.cli import LiveOption, PrometheusOption, local_app
 
 app = typer.Typer(
     name="serinus",
@@ -163,16 +163,8 @@ def demo_command(
         Path | None, typer.Option(help="Where bundles and state go (default: a new temp dir).")
     ] = None,
     port: Annotated[int, typer.Option(help="Router port.")] = 8080,
-    prometheus: Annotated[
-        bool | None,
-        typer.Option(
-            "--prometheus/--no-prometheus",
-            help="Real Prometheus for the analysis (default: when the binary is on PATH).",
-        ),
-    ] = None,
-    live: Annotated[
-        bool | None, typer.Option("--live/--no-live", help="Live view (default: on a terminal).")
-    ] = None,
+    prometheus: PrometheusOption = None,
+    live: LiveOption = None,
 ) -> None:
     """Serve iris v1, roll out a good v2 (promoted), a skewed v3 and an erroring v4 (both rolled
     back), under steady traffic, in a few minutes; then a summary of every decision."""
@@ -272,6 +264,20 @@ def _kubectl_action(
     out.print(f"{KIND} {ns}/{name}: asked for {action} ({value}); the operator acts on it once")
 
 
+def _kubectl_status(
+    kubeconfig: str | None, context: str | None, namespace: str | None, name: str
+) -> tuple[Any, str, Any]:
+    """(api client, namespace, status) of one ModelDeployment, or exit 1 saying why."""
+    from serinus.kubectl import KubectlError, get_deployment, read_status
+
+    api, ns = _cluster(kubeconfig, context, namespace)
+    try:
+        return api, ns, read_status(get_deployment(api, ns, name))
+    except KubectlError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=1) from error
+
+
 @kubectl_app.command("status")
 def kubectl_status_command(
     name: str,
@@ -280,15 +286,10 @@ def kubectl_status_command(
     context: ContextOption = None,
 ) -> None:
     """Phase, versions and weight, the last verdicts, recent Events and the rollout history."""
-    from serinus.kubectl import KubectlError, events, get_deployment, read_status
+    from serinus.kubectl import events
     from serinus.local.display import render_status
 
-    api, ns = _cluster(kubeconfig, context, namespace)
-    try:
-        status = read_status(get_deployment(api, ns, name))
-    except KubectlError as error:
-        err.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=1) from error
+    api, ns, status = _kubectl_status(kubeconfig, context, namespace, name)
     out.print(render_status(name, status, events=events(api, ns, name)))
 
 
@@ -300,14 +301,9 @@ def kubectl_logs_analysis_command(
     context: ContextOption = None,
 ) -> None:
     """Every analysis check of the current rollout, metric by metric, with its reason."""
-    from serinus.kubectl import KubectlError, analysis_lines, events, get_deployment, read_status
+    from serinus.kubectl import analysis_lines, events
 
-    api, ns = _cluster(kubeconfig, context, namespace)
-    try:
-        status = read_status(get_deployment(api, ns, name))
-    except KubectlError as error:
-        err.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=1) from error
+    api, ns, status = _kubectl_status(kubeconfig, context, namespace, name)
     for line in analysis_lines(status, events(api, ns, name)):
         out.print(line, markup=False)
 

@@ -44,6 +44,16 @@ StateOption = Annotated[
 FileOption = Annotated[
     Path | None, typer.Option("-f", "--filename", help="ModelDeployment manifest (YAML).")
 ]
+PrometheusOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--prometheus/--no-prometheus",
+        help="Real Prometheus for the analysis (default: when the binary is on PATH).",
+    ),
+]
+LiveOption = Annotated[
+    bool | None, typer.Option("--live/--no-live", help="Live view (default: on a terminal).")
+]
 
 
 class Stop(Exception):
@@ -100,17 +110,9 @@ def up_command(
     filename: FileOption = None,
     state_dir: StateOption = DEFAULT_STATE_DIR,
     port: Annotated[int, typer.Option(help="Router port: clients send requests here.")] = 8080,
-    prometheus: Annotated[
-        bool | None,
-        typer.Option(
-            "--prometheus/--no-prometheus",
-            help="Real Prometheus for the analysis (default: when the binary is on PATH).",
-        ),
-    ] = None,
+    prometheus: PrometheusOption = None,
     tick: Annotated[float, typer.Option(help="Seconds between two looks.", min=0.1)] = 1.0,
-    live: Annotated[
-        bool | None, typer.Option("--live/--no-live", help="Live view (default: on a terminal).")
-    ] = None,
+    live: LiveOption = None,
 ) -> None:
     """Start (or resume) the ModelDeployment here and drive it until Ctrl-C."""
     state = StateDir(state_dir)
