@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +15,13 @@ from serinus import __version__
 from serinus.api.crd import render_crd
 from serinus.api.resource import API_VERSION, KIND
 from serinus.api.rules import Problem, check_manifest
-from serinus.local.cli import LiveOption, PrometheusOption, local_app
+from serinus.local.cli import (
+    DEFAULT_DASHBOARD_PORT,
+    DashboardPortOption,
+    LiveOption,
+    PrometheusOption,
+    local_app,
+)
 
 app = typer.Typer(
     name="serinus",
@@ -165,12 +172,15 @@ def demo_command(
     port: Annotated[int, typer.Option(help="Router port.")] = 8080,
     prometheus: PrometheusOption = None,
     live: LiveOption = None,
+    dashboard_port: DashboardPortOption = DEFAULT_DASHBOARD_PORT,
 ) -> None:
     """Serve iris v1, roll out a good v2 (promoted), a skewed v3 and an erroring v4 (both rolled
     back), under steady traffic, in a few minutes; then a summary of every decision."""
     from serinus.demo.run import outcome_as_expected, run_demo
 
-    script, _ = run_demo(workdir, port=port, prometheus=prometheus, live=live)
+    script, _ = run_demo(
+        workdir, port=port, prometheus=prometheus, live=live, dashboard_port=dashboard_port
+    )
     if not outcome_as_expected(script):
         err.print("[red]the demo did not end as expected: see the summary above[/red]")
         raise typer.Exit(code=1)
@@ -195,7 +205,14 @@ def operator_command(
     import kubernetes
 
     import serinus.kube.handlers  # noqa: F401  -- registers the handlers
+    from serinus.notify import NotifyConfigError, load_default_targets
+    from serinus.notify.targets import DEFAULT_TARGETS_ENV
 
+    try:
+        load_default_targets(os.environ.get(DEFAULT_TARGETS_ENV))
+    except NotifyConfigError as error:
+        err.print(f"default notification targets: {error}")
+        raise typer.Exit(code=2) from None
     kopf.configure(verbose=verbose)
     try:
         kubernetes.config.load_incluster_config()

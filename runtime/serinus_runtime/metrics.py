@@ -184,6 +184,13 @@ class Metrics:
         self.stats = ModelStats(model) if model is not None else None
         self.model = model
         self.ready = False
+        if model is not None:
+            # Success and server-error series exist from the start at 0: Prometheus' increase()
+            # cannot count a series' first sample, so an error counter born at the first error
+            # would hide a new version's first errors from its first analysis window.
+            for protocol, endpoint in self.latency:
+                for code in (200, 500):
+                    self.requests[(protocol, endpoint, code)] = 0
 
     def observe_request(self, protocol: str, endpoint: str, code: int, seconds: float) -> None:
         key = (protocol, endpoint, code)

@@ -62,6 +62,17 @@ def install_operator_rbac(
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         }
     )
+    return service_account_kubeconfig(
+        api, admin_kubeconfig, namespace, name, workdir / f"{role_name}.kubeconfig"
+    )
+
+
+def service_account_kubeconfig(
+    api: kubernetes.client.ApiClient, admin_kubeconfig: Path, namespace: str, name: str, path: Path
+) -> Path:
+    """A kubeconfig at `path` with the token of ServiceAccount `namespace/name` (which must
+    exist: its token Secret is waited for)."""
+    core = kubernetes.client.CoreV1Api(api)
     token = _service_account_token(core, namespace, name)
     admin = yaml.safe_load(admin_kubeconfig.read_text())
     server = admin["clusters"][0]["cluster"]["server"]
@@ -75,7 +86,6 @@ def install_operator_rbac(
         "contexts": [{"name": name, "context": {"cluster": "envtest", "user": name}}],
         "current-context": name,
     }
-    path = workdir / f"{role_name}.kubeconfig"
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -98,7 +108,8 @@ class OperatorProcess:
     def __init__(self, kubeconfig: Path, log: Path, *args: str, **env: str) -> None:
         self.log_path = log
         self._log = log.open("w")
-        liveness = [] if "--liveness" in args else ["--liveness", ""]
+        given = any(arg == "--liveness" or arg.startswith("--liveness=") for arg in args)
+        liveness = [] if given else ["--liveness", ""]
         self.proc = subprocess.Popen(
             [str(SERINUS), "operator", *liveness, *args],
             stdout=self._log,

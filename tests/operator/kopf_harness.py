@@ -75,15 +75,17 @@ def _login(**_: Any) -> kopf.ConnectionInfo:
 
 @contextlib.asynccontextmanager
 async def running_operator(
-    k8s: kmock.KubernetesEmulator, provider: ScriptedProvider
+    k8s: kmock.KubernetesEmulator, provider: ScriptedProvider, **driver_options: Any
 ) -> AsyncIterator[kopf.testing.KopfRunner]:
-    """A fresh operator (new driver, empty memory), as after a restart of its pod."""
+    """A fresh operator (new driver, empty memory), as after a restart of its pod.
+    `driver_options` go to the KubeDriver (e.g. a fast notify_policy)."""
     configuration = kubernetes.client.Configuration(host=str(k8s.url).rstrip("/"))
     handlers.use_driver(
         KubeDriver(
             api_client=kubernetes.client.ApiClient(configuration),
             operator_image="serinus-operator:test",
             provider_factory=lambda _spec, _source: provider,
+            **driver_options,
         )
     )
     _server["url"] = str(k8s.url).rstrip("/")

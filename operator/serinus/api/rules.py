@@ -121,6 +121,12 @@ def spec_problems(spec: ModelDeploymentSpec) -> list[Problem]:
     return list(found)
 
 
+def field_problems(field: str, wire: Any, path: str) -> list[Problem]:
+    """CEL rules of one top-level spec field (e.g. `notifications`) broken by `wire`, a typed
+    value in its JSON shape: the operator checks its own settings of the same shape with them."""
+    return list(_walk(_spec_schema()["properties"][field], wire, path))
+
+
 def check_manifest(body: Any) -> list[Problem]:
     """Every problem of one ModelDeployment manifest; empty when the API server would accept it."""
     if not isinstance(body, dict):

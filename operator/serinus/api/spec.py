@@ -650,6 +650,114 @@ class RetrainSpec(ApiModel):
     )
 
 
+# --- notifications ---------------------------------------------------------------------------
+
+
+class NotificationType(StrEnum):
+    WEBHOOK = "webhook"
+    SLACK = "slack"
+
+
+class NotificationCategory(StrEnum):
+    PHASE_CHANGE = "phase-change"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled-back"
+    FAILED = "failed"
+    DRIFT = "drift"
+    ACCURACY = "accuracy"
+    RETRAIN_CANDIDATE = "retrain-candidate"
+
+
+class SecretKeySelector(ApiModel):
+    """One key of a Secret in the ModelDeployment's namespace."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Name of the Secret.",
+    )
+    key: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key in the Secret whose value is the URL.",
+    )
+
+
+class UrlSource(ApiModel):
+    """Where the URL of a notification target is read from."""
+
+    secret_key_ref: SecretKeySelector = Field(
+        description="A key of a Secret in the ModelDeployment's namespace (the operator needs "
+        "`get` on secrets there; the chart's RBAC grants it)."
+    )
+
+
+class NotificationTarget(ApiModel):
+    """A webhook that hears about this ModelDeployment's rollouts and alarms."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "[has(self.url), has(self.urlFrom), has(self.urlEnv)].filter(x, x).size() == 1",
+                "a notification target sets exactly one of url, urlFrom or urlEnv",
+            ),
+            cel(
+                "!has(self.url) || self.url.startsWith('https://') || "
+                "self.url.startsWith('http://')",
+                "url must start with https:// or http://",
+                ".url",
+            ),
+            cel(
+                "duration(self.timeout) >= duration('100ms') && "
+                "duration(self.timeout) <= duration('60s')",
+                "timeout must be between 100ms and 60s",
+                ".timeout",
+            ),
+        )
+    }
+
+    name: DNS1123Label = Field(
+        description="Name of the target, unique in the list; shown in logs, Events and the "
+        "operator's serinus_operator_notifications_total metric (never the URL)."
+    )
+    type: NotificationType = Field(
+        default=NotificationType.WEBHOOK,
+        description="webhook (a JSON document describing the event) or slack (a Slack-compatible "
+        "incoming-webhook message: text and blocks).",
+    )
+    url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="The URL, written here in plain text: only for URLs that carry no token. "
+        "A URL with a token belongs in a Secret (urlFrom).",
+    )
+    url_from: UrlSource | None = Field(
+        default=None, description="Read the URL from a Secret (for URLs that carry a token)."
+    )
+    url_env: str | None = Field(
+        default=None,
+        max_length=256,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Read the URL from this environment variable of `serinus local up` (local "
+        "mode only: the operator refuses it, it would expose the operator's environment).",
+    )
+    events: list[NotificationCategory] = Field(
+        default_factory=lambda: list(NotificationCategory),
+        min_length=1,
+        max_length=16,
+        description="What to send: phase-change (every phase the rollout enters), promoted, "
+        "rolled-back (with the failing verdicts), failed, drift, accuracy, retrain-candidate. "
+        "Default: all of them.",
+    )
+    timeout: Duration = Field(
+        default="5s",
+        description="Time allowed for one delivery attempt (100ms to 60s). Failed attempts "
+        "(no connection, timeout, HTTP 429 or 5xx) are retried with exponential backoff.",
+    )
+
+
 # --- the whole spec --------------------------------------------------------------------------
 
 
@@ -675,6 +783,19 @@ class ModelDeploymentSpec(ApiModel):
         default_factory=MonitoringSpec, description="Watching the stable version."
     )
     retrain: RetrainSpec | None = Field(default=None, description="Retraining on alarms.")
+    notifications: list[NotificationTarget] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Webhooks told about phase changes, promotions, rollbacks, failures, "
+        "alarms and retrain candidates, besides the operator's default targets. A failing "
+        "webhook never holds or changes a rollout.",
+        json_schema_extra=validations(
+            cel(
+                "self.all(t, self.filter(u, u.name == t.name).size() == 1)",
+                "notification target names must be unique",
+            ),
+        ),
+    )
 
 
 StepKind = Literal["setWeight", "pause", "analysis"]

@@ -120,6 +120,7 @@ def run_demo(
     prometheus: bool | None = None,
     live: bool | None = None,
     rate: float = REQUESTS_PER_SECOND,
+    dashboard_port: int = 0,
 ) -> tuple[DemoScript, LoadStats | None]:
     """Runs the demo; returns the script (versions and their final status) and the traffic."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="serinus-demo-"))
@@ -130,7 +131,10 @@ def run_demo(
     script = DemoScript(state=state, bundles=bundles, rate=rate)
     out.print(f"[bold]→ v1[/bold]: {bundles.v1.description}")
     try:
-        run(state, port=port, prometheus=prometheus, tick=0.5, live=live, on_tick=script)
+        run(
+            state, port=port, prometheus=prometheus, tick=0.5, live=live, on_tick=script,
+            dashboard_port=dashboard_port,
+        )  # fmt: skip
     finally:
         if script.stats is None and script.load is not None:
             script.stats = script.load.stop()

@@ -7,6 +7,8 @@ patch; if an action raises, nothing is persisted and the next tick decides again
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import threading
@@ -52,12 +54,15 @@ from serinus.core.engine import (
 from serinus.core.judge import judge
 from serinus.core.observations import Observations, parse_action
 from serinus.core.revision import revision_of
+from serinus.core.window import AnalysisWindow
+from serinus.dashboard.timeline import Timeline
 from serinus.kube import builders
 from serinus.kube.operator_metrics import OperatorMetrics
 from serinus.kube.pod_metrics import PodMetricsSource
 from serinus.kube.world import ClusterReader
 from serinus.metrics.provider import AnalysisTarget, MetricsProvider, MetricsSource
 from serinus.metrics.registry import provider_for
+from serinus.notify import Notifier, RetryPolicy, Target, TargetError, notices_for, target_of
 from serinus.traffic import naming
 from serinus.traffic.kube_api import (
     DynamicKubeObjects,
@@ -107,10 +112,17 @@ class KubeDriver:
     """Operator-wide Prometheus for specs that choose provider prometheus without an address."""
     runtime_image: str | None = None
     """Operator-wide runtime image for specs that keep the built-in default image."""
+    default_targets: list[Target] = field(default_factory=list)
+    """Operator-wide notification targets (SERINUS_NOTIFY_DEFAULT), besides each spec's own."""
+    notify_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    timeline: Timeline | None = None
+    """The dashboard's memory (serinus.dashboard): fed at each decision; None without one."""
     _providers: dict[tuple[str, str], MetricsProvider] = field(default_factory=dict)
+    _windows: dict[tuple[str, str], AnalysisWindow] = field(default_factory=dict)
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _latest: dict[tuple[str, str], ModelDeploymentStatus] = field(default_factory=dict)
     _failures: dict[tuple[str, str], str] = field(default_factory=dict)
+    _uids: dict[tuple[str, str], str] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -118,6 +130,16 @@ class KubeDriver:
         self.core = kubernetes.client.CoreV1Api(self.api_client)
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self.objects: KubeObjects = DynamicKubeObjects(self.api_client)
+        self.notifier = Notifier(
+            secrets=self._read_secret,
+            on_delivery=self.metrics.notification,
+            on_problem=self._notification_problem,
+            policy=self.notify_policy,
+        )
+
+    def close(self, timeout: float = 2.0) -> None:
+        """The operator stops: deliver waiting notifications for up to `timeout` seconds."""
+        self.notifier.close(timeout)
 
     # --- entry point -----------------------------------------------------------------------
 
@@ -147,9 +169,14 @@ class KubeDriver:
         with self._guard:
             self._locks.pop((namespace, name), None)
             self._latest.pop((namespace, name), None)
+            self._uids.pop((namespace, name), None)
             provider = self._providers.pop((namespace, name), None)
+            self._windows.pop((namespace, name), None)
         if provider is not None:
             provider.close()
+        self.notifier.forget(namespace, name)
+        if self.timeline is not None:
+            self.timeline.forget(namespace, name)
         self.metrics.forget(namespace, name)
 
     def _lock_for(self, deployment: _Deployment) -> threading.Lock:
@@ -183,7 +210,7 @@ class KubeDriver:
             "the last decision was carried out", now, deployment.generation,
         )  # fmt: skip
         self._mark_new_window(deployment, spec, status, decision.status, observations)
-        return self._outcome(deployment, status, decision)
+        return self._outcome(deployment, status, decision, spec)
 
     def _failed(
         self,
@@ -207,6 +234,7 @@ class KubeDriver:
             failed.conditions, APPLIED, ConditionStatus.FALSE, "ActionFailed", message, now,
             deployment.generation,
         )  # fmt: skip
+        self._to_timeline(deployment, failed)
         wanted = failed.model_dump(mode="json", by_alias=True, exclude_none=True)
         return Outcome(
             status=merge_patch_replacing(_stored_wire(deployment.body), wanted), events=[]
@@ -227,19 +255,90 @@ class KubeDriver:
         self._provider(deployment, spec).mark(target)
 
     def _outcome(
-        self, deployment: _Deployment, before: ModelDeploymentStatus, decision: Decision
+        self,
+        deployment: _Deployment,
+        before: ModelDeploymentStatus,
+        decision: Decision,
+        spec: ModelDeploymentSpec | None = None,
     ) -> Outcome:
+        """The decision was carried out: count it, post its Events, queue its notifications
+        (`spec` is None for a rejected spec: only the operator's default targets hear then)."""
         self.metrics.record(deployment.namespace, deployment.name, before, decision.status)
         self._latest[(deployment.namespace, deployment.name)] = decision.status
+        self._to_timeline(deployment, decision.status)
         events = [a for a in decision.actions if isinstance(a, EmitEvent)]
         for event in events:
             log.info(
                 "%s/%s %s: %s", deployment.namespace, deployment.name, event.reason, event.message
             )
             self._post_event(deployment, event)
+        self._notify(deployment, spec, before, decision.status, events)
         stored = _stored_wire(deployment.body)
         wanted = decision.status.model_dump(mode="json", by_alias=True, exclude_none=True)
         return Outcome(status=merge_patch_replacing(stored, wanted), events=events)
+
+    # --- notifications ---------------------------------------------------------------------
+
+    def _notify(
+        self,
+        deployment: _Deployment,
+        spec: ModelDeploymentSpec | None,
+        before: ModelDeploymentStatus,
+        after: ModelDeploymentStatus,
+        events: list[EmitEvent],
+    ) -> None:
+        notices = notices_for(
+            deployment.namespace, deployment.name, events, before, after, self.clock()
+        )
+        if not notices:
+            return
+        # A ModelDeployment's own targets never read the operator's environment (urlEnv).
+        own = [target_of(t, env_allowed=False) for t in spec.notifications] if spec else []
+        self._uids[(deployment.namespace, deployment.name)] = deployment.uid
+        self.notifier.send([*self.default_targets, *own], notices)
+
+    def _read_secret(self, namespace: str, name: str, key: str) -> str:
+        """A notification URL from a Secret (called in the notifier's threads). Errors name the
+        Secret and key; the value and the API's response body are never logged."""
+        where = f"Secret {namespace}/{name}"
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace, _request_timeout=10)
+        except ApiException as error:
+            if error.status == 404:
+                raise TargetError(f"{where} not found") from None
+            if error.status == 403:
+                raise TargetError(
+                    f"the operator may not read {where} (403): grant it get on secrets"
+                ) from None
+            raise TargetError(f"cannot read {where}: HTTP {error.status}", retryable=True) from None
+        except HTTPError as error:
+            raise TargetError(
+                f"cannot read {where}: {type(error).__name__}", retryable=True
+            ) from None
+        data = secret.data or {}
+        if key not in data:
+            raise TargetError(f"{where} has no key {key}")
+        try:
+            return base64.b64decode(data[key], validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise TargetError(f"{where} key {key} is not UTF-8 text") from None
+
+    def _notification_problem(self, namespace: str, name: str, target: str, problem: str) -> None:
+        """Once per distinct problem of a target (the notifier keeps count): a Warning Event."""
+        uid = self._uids.get((namespace, name), "")
+        ref = _Deployment(namespace, name, uid, None, {}, {})
+        message = f"notification target {target}: {problem}"
+        self._post_event(
+            ref, EmitEvent(type="Warning", reason="NotificationFailed", message=message)
+        )
+
+    def _to_timeline(self, deployment: _Deployment, status: ModelDeploymentStatus) -> None:
+        """The dashboard's record of the status this tick returns, with its window if any."""
+        window = self._windows.pop((deployment.namespace, deployment.name), None)
+        if self.timeline is not None:
+            self.timeline.record(
+                deployment.namespace, deployment.name, status, window, self.clock()
+            )
 
     def _post_event(self, deployment: _Deployment, event: EmitEvent) -> None:
         """An Event on the ModelDeployment; a failure to post one never fails the tick."""
@@ -298,6 +397,8 @@ class KubeDriver:
                 target = self._target(deployment, spec, stable.revision, canary.revision)
                 start = analysis_window(status) or now
                 window = self._provider(deployment, spec).window(target, start, now)
+                if self.timeline is not None:
+                    self._windows[(deployment.namespace, deployment.name)] = window
                 analysis = judge(spec.rollout.analysis, window)
         return Observations(
             generation=deployment.generation,

@@ -8,6 +8,10 @@ in status). Settings come from the environment (the chart sets them):
   SERINUS_METRICS_PORT      port of the operator's /metrics (default 8081; 0 disables)
   SERINUS_PROMETHEUS_ADDRESS  Prometheus for specs with provider prometheus and no address
   SERINUS_RUNTIME_IMAGE     runtime image for specs that keep the built-in default
+  SERINUS_DASHBOARD_PORT    port of the read-only rollout dashboard (default 8082; 0 disables)
+  SERINUS_DASHBOARD_HOST    address it binds (default 0.0.0.0; docs/dashboard.md)
+  SERINUS_NOTIFY_DEFAULT    notification targets for every ModelDeployment: a JSON list, or the
+                            path of a JSON/YAML file (docs/notifications.md)
 """
 
 from __future__ import annotations
@@ -22,8 +26,14 @@ from prometheus_client import start_http_server
 
 from serinus.api.resource import GROUP, PLURAL, VERSION
 from serinus.api.status import ROLLOUT_PHASES, Phase
+from serinus.dashboard.server import DashboardServer
+from serinus.dashboard.timeline import Timeline
 from serinus.kube.driver import DEFAULT_OPERATOR_IMAGE, KubeDriver, Outcome
+from serinus.notify import NotifyConfigError, Target, load_default_targets
+from serinus.notify.targets import DEFAULT_TARGETS_ENV
 from serinus.traffic import naming
+
+log = logging.getLogger("serinus.operator")
 
 TICK_SECONDS = float(os.environ.get("SERINUS_TICK_SECONDS", "5"))
 STEADY_SECONDS = float(os.environ.get("SERINUS_STEADY_SECONDS", "600"))
@@ -32,6 +42,7 @@ events, and so do a revision Deployment's deletion or change of ready pods (`rev
 This slow pass is only a safety net, so an idle operator stays idle."""
 
 _driver: KubeDriver | None = None
+_dashboard: DashboardServer | None = None
 _suspended = False
 _ready_seen: dict[tuple[str, str], int] = {}
 """Ready pods last seen per revision Deployment (namespace, name)."""
@@ -47,13 +58,26 @@ def driver() -> KubeDriver:
             operator_image=os.environ.get("SERINUS_OPERATOR_IMAGE", DEFAULT_OPERATOR_IMAGE),
             prometheus_address=os.environ.get("SERINUS_PROMETHEUS_ADDRESS") or None,
             runtime_image=os.environ.get("SERINUS_RUNTIME_IMAGE") or None,
+            default_targets=_default_targets(),
         )
     return _driver
 
 
+def _default_targets() -> list[Target]:
+    """`serinus operator` refuses to start with broken defaults; an embedder gets a log line."""
+    try:
+        return load_default_targets(os.environ.get(DEFAULT_TARGETS_ENV))
+    except NotifyConfigError as error:
+        log.error("%s: the operator sends no default notifications", error)
+        return []
+
+
 def use_driver(replacement: KubeDriver | None) -> None:
-    """Tests and embedders inject their own driver (another ApiClient, a fake clock)."""
+    """Tests and embedders inject their own driver (another ApiClient, a fake clock); the one
+    replaced stops its notifier without waiting."""
     global _driver, _suspended
+    if _driver is not None and _driver is not replacement:
+        _driver.close(timeout=0)
     _driver = replacement
     _suspended = False
     _ready_seen.clear()
@@ -81,11 +105,46 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         start_http_server(port, registry=driver().metrics.registry)
 
 
+@kopf.on.startup()
+def start_dashboard(**_: Any) -> None:
+    """The read-only rollout dashboard over what this operator's driver decides. A port that
+    cannot be bound is logged and the operator runs on without it."""
+    global _dashboard
+    port = int(os.environ.get("SERINUS_DASHBOARD_PORT", "8082"))
+    if not port or _dashboard is not None:
+        return
+    current = driver()
+    if current.timeline is None:
+        current.timeline = Timeline()
+    host = os.environ.get("SERINUS_DASHBOARD_HOST", "0.0.0.0")
+    try:
+        _dashboard = DashboardServer(current.timeline, host=host, port=port).start()
+    except OSError as error:
+        log.error("dashboard not started on %s:%d: %s", host, port, error)
+        return
+    log.info("dashboard at http://%s:%d/ (read-only)", host, _dashboard.port)
+
+
+@kopf.on.cleanup()
+def stop_dashboard(**_: Any) -> None:
+    global _dashboard
+    if _dashboard is not None:
+        _dashboard.stop()
+        _dashboard = None
+
+
 _ROUTINE = (
     "Timer 'heartbeat' succeeded",
     "Timer 'steady' succeeded",
     "Handler 'revision_changed' succeeded",
 )
+
+
+@kopf.on.cleanup()
+def shutdown(**_: Any) -> None:
+    """The operator stops: notifications still waiting get a moment to go out."""
+    if _driver is not None:
+        _driver.close()
 
 
 def _quiet_timers(record: logging.LogRecord) -> bool:

@@ -1,4 +1,5 @@
-"""The operator's own /metrics: rollouts by result, verdicts by metric, weight and phase."""
+"""The operator's own /metrics: rollouts by result, verdicts by metric, weight and phase,
+notifications by target and result."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ ROLLOUTS_TOTAL = "serinus_operator_rollouts_total"
 VERDICTS_TOTAL = "serinus_operator_analysis_verdicts_total"
 CANARY_WEIGHT = "serinus_operator_canary_weight"
 PHASE = "serinus_operator_phase"
+NOTIFICATIONS_TOTAL = "serinus_operator_notifications_total"
 
 
 class OperatorMetrics:
@@ -41,6 +43,13 @@ class OperatorMetrics:
             ["namespace", "name", "phase"],
             registry=self.registry,
         )
+        self.notifications = Counter(
+            NOTIFICATIONS_TOTAL,
+            "Notifications by target name and result (delivered, failed, rejected, unresolved, "
+            "dropped).",
+            ["target", "result"],
+            registry=self.registry,
+        )
 
     def record(
         self,
@@ -58,6 +67,10 @@ class OperatorMetrics:
         self.weight.labels(namespace, name).set(after.canary.weight if after.canary else 0)
         for phase in Phase:
             self.phase.labels(namespace, name, phase.value).set(int(after.phase == phase))
+
+    def notification(self, target: str, result: str) -> None:
+        """One notification's outcome (called from the notifier's worker threads)."""
+        self.notifications.labels(target, result).inc()
 
     def forget(self, namespace: str, name: str) -> None:
         series = [(self.weight, (namespace, name))]

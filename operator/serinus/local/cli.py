@@ -25,6 +25,7 @@ from serinus.api.status import ActionKind, ModelDeploymentStatus
 from serinus.local.state import DEFAULT_STATE_DIR, StateDir, StateError, resolve_local_paths
 
 if TYPE_CHECKING:
+    from serinus.dashboard.server import DashboardServer
     from serinus.local.controller import LocalController
 
 local_app = typer.Typer(
@@ -54,6 +55,21 @@ PrometheusOption = Annotated[
 LiveOption = Annotated[
     bool | None, typer.Option("--live/--no-live", help="Live view (default: on a terminal).")
 ]
+DashboardPortOption = Annotated[
+    int,
+    typer.Option(
+        "--dashboard-port", min=0, help="Port of the read-only web dashboard (0 turns it off)."
+    ),
+]
+DashboardHostOption = Annotated[
+    str,
+    typer.Option(
+        "--dashboard-host",
+        help="Address the dashboard binds; the default keeps it to this machine.",
+    ),
+]
+DEFAULT_DASHBOARD_PORT = 8090
+DEFAULT_DASHBOARD_HOST = "127.0.0.1"
 
 
 class Stop(Exception):
@@ -113,6 +129,8 @@ def up_command(
     prometheus: PrometheusOption = None,
     tick: Annotated[float, typer.Option(help="Seconds between two looks.", min=0.1)] = 1.0,
     live: LiveOption = None,
+    dashboard_port: DashboardPortOption = DEFAULT_DASHBOARD_PORT,
+    dashboard_host: DashboardHostOption = DEFAULT_DASHBOARD_HOST,
 ) -> None:
     """Start (or resume) the ModelDeployment here and drive it until Ctrl-C."""
     state = StateDir(state_dir)
@@ -123,7 +141,10 @@ def up_command(
             raise StateError(f"nothing applied in {state_dir} yet: give the manifest with -f FILE")
     except StateError as error:
         raise _fail(error) from error
-    run(state, port=port, prometheus=prometheus, tick=tick, live=live)
+    run(
+        state, port=port, prometheus=prometheus, tick=tick, live=live,
+        dashboard_port=dashboard_port, dashboard_host=dashboard_host,
+    )  # fmt: skip
 
 
 def run(
@@ -134,10 +155,12 @@ def run(
     tick: float,
     live: bool | None,
     on_tick: Callable[[LocalController], bool] | None = None,
+    dashboard_port: int = 0,
+    dashboard_host: str = DEFAULT_DASHBOARD_HOST,
 ) -> ModelDeploymentStatus:
     """The controller loop of `up` (and of the demo): returns the last status. `on_tick` is
     called after every tick (the demo applies its next version from it) and ends the loop by
-    returning True."""
+    returning True. `dashboard_port` (0: none) serves the read-only dashboard meanwhile."""
     # Imported here: `serinus operator` shares this CLI and should not pay for local mode.
     from rich.live import Live
     from rich.logging import RichHandler
@@ -156,6 +179,7 @@ def run(
     printer = None if live else (lambda event: out.print(format_event(event)))
     controller = LocalController(state, router_port=port, prometheus=prometheus, on_event=printer)
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    dashboard = None
     try:
         controller.start()
         desired = state.read_desired()
@@ -164,6 +188,7 @@ def run(
             f"serving {name} at {controller.router.url}/v2/models/{name}/infer "
             f"(analysis metrics: {controller.record.provider})"
         )
+        dashboard = _start_dashboard(controller, name, dashboard_host, dashboard_port)
         view = Live(console=out, refresh_per_second=4, transient=False) if live else None
         if view is not None:
             view.start()
@@ -183,10 +208,43 @@ def run(
     except (StateError, FleetError, PrometheusError, OSError) as error:
         raise _fail(error) from error
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         controller.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return controller.status
+
+
+def _start_dashboard(
+    controller: LocalController, name: str, host: str, port: int
+) -> DashboardServer | None:
+    """The dashboard over this controller's decisions; a port that cannot be bound is a
+    warning (the rollout matters more than its picture)."""
+    if not port:
+        return None
+    from serinus.dashboard.server import DashboardServer
+    from serinus.dashboard.timeline import Timeline
+    from serinus.local.controller import NAMESPACE
+
+    if controller.timeline is None:
+        controller.timeline = Timeline()
+    try:
+        server = DashboardServer(controller.timeline, host=host, port=port, title="Serinus local")
+        server.start()
+    except OSError as error:
+        err.print(
+            f"[yellow]warning:[/yellow] no dashboard: cannot listen on {host}:{port} "
+            f"({error.strerror or error}); choose another --dashboard-port, or 0 for none"
+        )
+        return None
+    out.print(f"dashboard (read-only) at {server.url}/md/{NAMESPACE}/{name}")
+    if not server.loopback_only:
+        err.print(
+            f"[yellow]warning:[/yellow] the dashboard listens on {host}: other machines can "
+            "read this deployment's status (it has no login)"
+        )
+    return server
 
 
 def _raise_stop(signum: int, _frame: object) -> None:

@@ -11,14 +11,17 @@ decides again — the stable version keeps serving meanwhile.
 Kubernetes → local: a revision's Deployment → `RuntimeFleet` processes; the Services and the
 traffic provider → `LocalRouter` (whatever `spec.traffic` says: locally there is one router);
 the validation Job → `run_checks` in a thread against the canary's processes; Events → the
-state file and the terminal; the metrics provider → a real Prometheus started here when the
-binary is on PATH, else the scrape provider reading the processes' /metrics.
+state file and the terminal, and `spec.notifications` (URLs from `urlEnv`: there are no
+Secrets here) through a background `Notifier`; the metrics provider → a real Prometheus
+started here when the binary is on PATH, else the scrape provider reading the processes'
+/metrics.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,6 +57,7 @@ from serinus.core.engine import (
 from serinus.core.judge import judge
 from serinus.core.observations import Observations, ValidationOutcome, parse_action
 from serinus.core.revision import revision_of
+from serinus.dashboard.timeline import Timeline
 from serinus.local import orphans
 from serinus.local.processes import FleetError, RevisionSpec, RuntimeFleet
 from serinus.local.prometheus import LocalPrometheus, PrometheusError, find_binary
@@ -63,6 +67,7 @@ from serinus.metrics.prometheus import PrometheusProvider
 from serinus.metrics.provider import AnalysisTarget, MetricsProvider
 from serinus.metrics.scrape import ScrapeProvider
 from serinus.metrics.sources import ProcessMetricsSource
+from serinus.notify import Notifier, RetryPolicy, notices_for, target_of
 from serinus.traffic import naming
 from serinus.traffic.router import RouteContext
 
@@ -98,6 +103,7 @@ class LocalController:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_event: Callable[[LocalEvent], None] | None = None,
         fleet: RuntimeFleet | None = None,
+        notify_policy: RetryPolicy | None = None,
     ) -> None:
         self.state = state
         self.router_port = router_port
@@ -120,6 +126,14 @@ class LocalController:
         self._backends: dict[str, list[str]] = {}
         self._started = False
         self._lock = threading.Lock()
+        self.timeline: Timeline | None = None
+        """The dashboard's memory (serinus.dashboard): fed after each tick; None without one."""
+        self._notification_problems: queue.SimpleQueue[EmitEvent] = queue.SimpleQueue()
+        self.notifier = Notifier(
+            secrets=None,
+            on_problem=self._notification_problem,
+            policy=notify_policy or RetryPolicy(),
+        )
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -150,6 +164,7 @@ class LocalController:
         # stable version whose processes are already gone.
         self.router.stop()
         self._validations.shutdown(wait=False, cancel_futures=True)
+        self.notifier.close()
         if self.provider is not None:
             self.provider.close()
         if self._own_fleet:
@@ -235,8 +250,15 @@ class LocalController:
             desired = self.state.read_desired()
             if desired is None:
                 return None
+            measured = self.record.last_window
             decision = self._tick(desired)
+            while not self._notification_problems.empty():
+                self._event(self._notification_problems.get())
             self._persist()
+            if self.timeline is not None:
+                window = self.record.last_window  # a new object only when this tick measured
+                fresh = window if window is not measured else None
+                self.timeline.record(NAMESPACE, desired.name, self.status, fresh, self.clock())
             return decision
 
     def _tick(self, desired: DesiredState) -> Decision:
@@ -245,7 +267,7 @@ class LocalController:
         problems = check_manifest(desired.manifest)
         if problems:
             decision = reject_spec(before, [str(p) for p in problems], desired.generation, now)
-            return self._keep(decision)
+            return self._keep(decision, desired, None, before)
         spec = ModelDeploymentSpec.model_validate(desired.manifest["spec"])
         try:
             self._restore_missing(desired, spec, before)
@@ -268,14 +290,34 @@ class LocalController:
                     desired, decision.status.stable.revision, decision.status.canary.revision
                 )
             )
-        return self._keep(decision)
+        return self._keep(decision, desired, spec, before)
 
-    def _keep(self, decision: Decision) -> Decision:
+    def _keep(
+        self,
+        decision: Decision,
+        desired: DesiredState,
+        spec: ModelDeploymentSpec | None,
+        before: ModelDeploymentStatus,
+    ) -> Decision:
+        """The decision was carried out: keep its status, record its Events and queue their
+        notifications (never waiting for a webhook)."""
         self.status = decision.status
-        for action in decision.actions:
-            if isinstance(action, EmitEvent):
-                self._event(action)
+        events = [action for action in decision.actions if isinstance(action, EmitEvent)]
+        for event in events:
+            self._event(event)
+        if spec is not None and spec.notifications:
+            notices = notices_for(
+                NAMESPACE, desired.name, events, before, decision.status, self.clock()
+            )
+            targets = [target_of(t, env_allowed=True) for t in spec.notifications]
+            self.notifier.send(targets, notices)
         return decision
+
+    def _notification_problem(self, _namespace: str, _name: str, target: str, problem: str) -> None:
+        """From the notifier's thread: recorded as an Event by the next tick."""
+        message = f"notification target {target}: {problem}"
+        event = EmitEvent(type="Warning", reason="NotificationFailed", message=message)
+        self._notification_problems.put(event)
 
     def _failed(
         self, desired: DesiredState, status: ModelDeploymentStatus, error: Exception, now: datetime
