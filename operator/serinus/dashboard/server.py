@@ -160,7 +160,11 @@ class _Handler(BaseHTTPRequestHandler):
             extra={"Allow": "GET, HEAD"},
         )
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
+    def __getattr__(self, name: str) -> Any:
+        # Every other method (POST, PUT, DELETE, PATCH, OPTIONS, PROPFIND, ...): 405.
+        if name.startswith("do_"):
+            return self._not_allowed
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)

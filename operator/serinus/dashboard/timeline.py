@@ -157,19 +157,21 @@ class Timeline:
         now: datetime,
     ) -> None:
         """The status a driver just persisted, and the window it measured in that tick."""
-        status = status.model_copy(deep=True)  # the driver may build on its object
         with self._lock:
             track = self._tracks.get((namespace, name))
+            changed = track is None or track.status != status
+            if changed:
+                status = status.model_copy(deep=True)  # the driver may build on its object
             if track is None:
                 track = Track(
                     namespace, name, status, now,
                     deque(maxlen=self.max_points), deque(maxlen=self.max_markers),
                 )  # fmt: skip
                 self._tracks[(namespace, name)] = track
-                changed = True
+            elif changed:
+                track.status = status
             else:
-                changed = track.status != status
-            track.status = status
+                status = track.status
             track.updated_at = now
             rollout, weight, closing = self._rollout_of(track, status)
             if closing or window is not None or _moved(track, status.phase, weight, rollout):
