@@ -9,6 +9,13 @@ from chart_helpers import NAMESPACE, RELEASE, of_kind, one, rbac_rules, render
 
 WATCHED = ["ml", "ml-staging"]
 RBAC_KINDS = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+GROUPS = {
+    "namespaced",
+    "clusterwide",
+    "watchedNamespaces",
+    "peeringClusterwide",
+    "peeringNamespaced",
+}
 
 
 def strings(node: Any) -> list[str]:
@@ -21,8 +28,8 @@ def strings(node: Any) -> list[str]:
 
 def test_rules_file_is_well_formed_and_has_no_wildcard() -> None:
     rules = rbac_rules()
-    assert set(rules) == {"namespaced", "clusterwide"}
-    for rule in rules["namespaced"] + rules["clusterwide"]:
+    assert set(rules) == GROUPS
+    for rule in (rule for group in rules.values() for rule in group):
         assert set(rule) == {"apiGroups", "resources", "verbs"}, rule
         assert all(rule[key] for key in rule), rule
     assert not any("*" in s for s in strings(rules))
@@ -45,6 +52,18 @@ def test_cluster_wide_mode_grants_exactly_the_file() -> None:
     assert of_kind(objects, "Role") == of_kind(objects, "RoleBinding") == []
 
 
+def test_peering_rights_only_with_two_replicas() -> None:
+    """A single replica runs --standalone and never touches a peering object."""
+    rules = rbac_rules()
+    cluster_ha = one(render({"replicaCount": 2}), "ClusterRole")["rules"]
+    assert cluster_ha == rules["namespaced"] + rules["clusterwide"] + rules["peeringClusterwide"]
+    namespaced_ha = render({"replicaCount": 2, "watchNamespaces": WATCHED})
+    for role in of_kind(namespaced_ha, "Role"):
+        assert role["rules"] == rules["namespaced"] + rules["peeringNamespaced"]
+    single = [r for obj in render() if obj["kind"] in RBAC_KINDS for r in strings(obj)]
+    assert "clusterkopfpeerings" not in single and "kopfpeerings" not in single
+
+
 def test_namespaced_mode_grants_namespaced_rules_only_where_watched() -> None:
     objects = render({"watchNamespaces": WATCHED})
     rules = rbac_rules()
@@ -63,14 +82,12 @@ def test_namespaced_mode_grants_namespaced_rules_only_where_watched() -> None:
 
 
 def test_namespaced_mode_keeps_only_the_cluster_scoped_reads_kopf_needs() -> None:
-    """CRD list/watch (Kopf's resource discovery) and namespaces (Kopf's namespace observer);
-    no ClusterKopfPeering (namespaced operators peer through KopfPeering), no namespaced rule."""
+    """CRD list/watch (Kopf's resource discovery) and namespaces (Kopf's namespace observer,
+    which runs only with -n); no peering, no namespaced rule."""
     objects = render({"watchNamespaces": WATCHED})
     rules = rbac_rules()
     cluster_rules = one(objects, "ClusterRole")["rules"]
-    assert cluster_rules == [
-        rule for rule in rules["clusterwide"] if "clusterkopfpeerings" not in rule["resources"]
-    ]
+    assert cluster_rules == rules["clusterwide"] + rules["watchedNamespaces"]
     assert {
         "apiGroups": ["apiextensions.k8s.io"],
         "resources": ["customresourcedefinitions"],

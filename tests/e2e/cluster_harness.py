@@ -31,8 +31,12 @@ SERINUS = Path(sys.executable).parent / "serinus"
 
 
 def rbac_rules(clusterwide: bool = True) -> list[dict[str, Any]]:
+    """The chart's rules for an operator watching every namespace, with peering (the tests run
+    two replicas); `clusterwide=False`: the namespaced rules alone."""
     rules = yaml.safe_load(RULES.read_text())
-    return rules["namespaced"] + (rules["clusterwide"] if clusterwide else [])
+    if not clusterwide:
+        return list(rules["namespaced"])
+    return rules["namespaced"] + rules["clusterwide"] + rules["peeringClusterwide"]
 
 
 def install_operator_rbac(
@@ -119,6 +123,7 @@ class OperatorProcess:
                 "KUBECONFIG": str(kubeconfig),
                 "SERINUS_TICK_SECONDS": "0.5",
                 "SERINUS_METRICS_PORT": "0",
+                "SERINUS_DASHBOARD_PORT": "0",
                 **env,
             },
         )

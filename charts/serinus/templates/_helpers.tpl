@@ -62,18 +62,6 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- .Files.Get "files/rbac-rules.yaml" | fromYaml | toJson }}
 {{- end }}
 
-{{/* Cluster-scoped rules a namespaced operator still needs: all `clusterwide` rules except the
-ClusterKopfPeering one (a namespaced operator peers through KopfPeering objects). */}}
-{{- define "serinus.namespacedModeClusterRules" -}}
-{{- $rules := list }}
-{{- range (include "serinus.rbacRules" . | fromJson).clusterwide }}
-{{- if not (has "clusterkopfpeerings" .resources) }}
-{{- $rules = append $rules . }}
-{{- end }}
-{{- end }}
-{{- toJson $rules }}
-{{- end }}
-
 {{/* Checks across values that values.schema.json cannot express. */}}
 {{- define "serinus.validate" -}}
 {{- if and .Values.monitoring.serviceMonitor.enabled (not .Values.metrics.enabled) }}
