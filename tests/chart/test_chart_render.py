@@ -85,6 +85,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "podLabels": {"team": "ml"},
         "serviceAccount": {"annotations": {"iam.example.com/role": "serinus"}},
         "metrics": {"port": 9100, "serviceAnnotations": {"example.com/scrape": "true"}},
+        "dashboard": {"port": 9200},
         "monitoring": MONITORING,
     },
 }
@@ -196,7 +197,8 @@ def test_operator_pod_is_restricted_and_probed_on_healthz() -> None:
         "capabilities": {"drop": ["ALL"]},
     }
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"health": 8080, "metrics": 8081}
+    assert ports == {"health": 8080, "metrics": 8081, "dashboard": 8082}
+    assert env_of(container)["SERINUS_DASHBOARD_PORT"] == "8082"
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
@@ -246,8 +248,14 @@ def test_metrics_off_sets_port_zero_and_drops_the_service() -> None:
     objects = render({"metrics": {"enabled": False}})
     container = operator_container(objects)
     assert env_of(container)["SERINUS_METRICS_PORT"] == "0"
-    assert [p["name"] for p in container["ports"]] == ["health"]
+    assert [p["name"] for p in container["ports"]] == ["health", "dashboard"]
     assert of_kind(objects, "Service") == []
+
+
+def test_dashboard_off_sets_port_zero_and_drops_the_port() -> None:
+    container = operator_container(render({"dashboard": {"enabled": False}}))
+    assert env_of(container)["SERINUS_DASHBOARD_PORT"] == "0"
+    assert "dashboard" not in [p["name"] for p in container["ports"]]
 
 
 def test_metrics_service_reaches_the_metrics_port() -> None:
@@ -298,7 +306,9 @@ def test_every_setting_reaches_the_pod() -> None:
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
         "health": 9000,
         "metrics": 9100,
+        "dashboard": 9200,
     }
+    assert env["SERINUS_DASHBOARD_PORT"] == "9200"
     account = one(objects, "ServiceAccount")
     assert account["metadata"]["annotations"] == {"iam.example.com/role": "serinus"}
     assert one(objects, "Service")["metadata"]["annotations"] == {"example.com/scrape": "true"}
