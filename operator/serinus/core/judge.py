@@ -13,7 +13,7 @@ When there is no verdict (Inconclusive, never a silent Pass, never Fail):
 How each built-in metric decides, and why:
 - error-rate = errors / requests. `max` fails only when the canary's rate is above it AND
   significantly higher than stable's (Fisher's exact one-sided test at `confidence`): a bound
-  breached by both versions is an incident, not a bad canary. When stable served no requests
+  breached by both versions is an incident, not a bad canary. When no stable request was measured
   the rate is held to the bound alone, and the sentence says so. `maxRatioToStable` fails when
   canary rate / stable rate is above the ratio, with the same significance test; against a
   stable rate of 0 the ratio is infinite, so any canary error counts as above the ratio and
@@ -269,7 +269,7 @@ def _error_rate_max(
 ) -> _Bound:
     canary_text, bound_text = format_rate(canary_rate), format_rate(bound)
     if stable_rate is None:
-        alone = "stable served no requests in the window, so judged against the bound alone"
+        alone = "no stable requests were measured in the window, so judged against the bound alone"
         if canary_rate > bound:
             return _Bound(Verdict.FAIL, bound, f"{name} {canary_text} > max {bound_text}; {alone}")
         return _Bound(Verdict.PASS, bound, f"{name} {canary_text} within max {bound_text}; {alone}")
@@ -308,7 +308,7 @@ def _error_rate_ratio(
         return _Bound(
             Verdict.INCONCLUSIVE,
             None,
-            f"{name}: stable served no requests in the window, and maxRatioToStable needs a "
+            f"{name}: no stable requests were measured in the window, and maxRatioToStable needs a "
             "stable error rate",
         )
     stable_rate = stable.errors / stable.requests
@@ -454,7 +454,7 @@ def _latency_max(
     head = f"{name} {canary.p99_text}"
     bound_text = format_seconds(bound)
     if stable is None or tail is None:
-        alone = "stable served no requests in the window, so judged against the bound alone"
+        alone = "no stable requests were measured in the window, so judged against the bound alone"
         verdict, relation = (Verdict.FAIL, ">") if canary.p99 > bound else (Verdict.PASS, "within")
         return _Bound(verdict, bound, f"{head} {relation} max {bound_text}; {alone}")
     if canary.p99 <= bound:
@@ -489,7 +489,7 @@ def _latency_ratio(
         return _Bound(
             Verdict.INCONCLUSIVE,
             None,
-            f"{name}: stable served no requests in the window, and maxRatioToStable needs a "
+            f"{name}: no stable requests were measured in the window, and maxRatioToStable needs a "
             "stable p99",
         )
     if stable.p99 <= 0:
