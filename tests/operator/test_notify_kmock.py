@@ -13,14 +13,8 @@ import pytest
 from kopf_harness import NS, ScriptedProvider, healthy, running_operator, wait_for
 from notify_receiver import Receiver
 from test_operator_kmock import (
-    BASE,
-    finish_validation,
-    has_object,
-    job_names,
-    make_ready,
-    manifest,
+    first_version_stable,
     phase,
-    revision,
     status,
     unexpected_errors,
     validated_v2,
@@ -49,20 +43,6 @@ async def create_secret(k8s: kmock.KubernetesEmulator, name: str, data: dict[str
     )  # fmt: skip
 
 
-async def first_version_stable(k8s: kmock.KubernetesEmulator, notifications: list[Any]) -> str:
-    body = manifest(notifications=notifications)
-    await k8s.post(BASE, json=body)
-    rev = revision(body)
-    await wait_for(lambda: has_object(k8s, "apps/v1/deployments", f"iris-{rev}"))
-    await make_ready(k8s, rev, 1)
-    await wait_for(lambda: len(job_names(k8s)) == 1)
-    await finish_validation(k8s)
-    await wait_for(lambda: phase(k8s) == "Promoting")
-    await make_ready(k8s, rev, 2)
-    await wait_for(lambda: phase(k8s) == "Stable")
-    return rev
-
-
 def notifications_counted(target: str, result: str) -> float:
     registry = handlers.driver().metrics.registry
     value = registry.get_sample_value(NOTIFICATIONS_TOTAL, {"target": target, "result": result})
@@ -89,7 +69,7 @@ async def test_a_rollback_reaches_webhook_and_slack_targets_through_a_secret(
              "urlFrom": secret_ref("hooks", "slack")},
         ]  # fmt: skip
         async with running_operator(k8s, provider, notify_policy=FAST):
-            await first_version_stable(k8s, notifications)
+            await first_version_stable(k8s, notifications=notifications)
             provider.canary = healthy(500, errors=200)  # 40 % errors against stable's 0.4 %
             await validated_v2(k8s)
             await wait_for(lambda: phase(k8s) == "RolledBack", timeout=30)
@@ -132,7 +112,7 @@ async def test_a_hanging_receiver_does_not_hold_the_rollout(
         await create_secret(k8s, "hooks", {"url": receiver.url("/hook")})
         notifications = [{"name": "hook", "urlFrom": secret_ref("hooks", "url"), "timeout": "60s"}]
         async with running_operator(k8s, provider, notify_policy=FAST):
-            await first_version_stable(k8s, notifications)
+            await first_version_stable(k8s, notifications=notifications)
             # Stable while the receiver still holds the very first notification.
             assert len(receiver.bodies("/hook")) == 1 and not receiver.gate.is_set()
             receiver.release()
@@ -152,7 +132,7 @@ async def test_a_missing_secret_is_reported_once_and_the_rollout_goes_on(
         {"name": "env", "urlEnv": "HOME"},  # a spec may not read the operator's environment
     ]
     async with running_operator(k8s, provider, notify_policy=FAST):
-        await first_version_stable(k8s, notifications)
+        await first_version_stable(k8s, notifications=notifications)
         await wait_for(lambda: notifications_counted("absent", "unresolved") == 3)
         await wait_for(lambda: notifications_counted("env", "unresolved") == 3)
 

@@ -111,8 +111,8 @@ async def validated_v2(k8s: kmock.KubernetesEmulator) -> str:
     return new
 
 
-async def first_version_stable(k8s: kmock.KubernetesEmulator) -> str:
-    body = manifest()
+async def first_version_stable(k8s: kmock.KubernetesEmulator, **spec: Any) -> str:
+    body = manifest(**spec)
     await k8s.post(BASE, json=body)
     rev = revision(body)
     await wait_for(lambda: has_object(k8s, "apps/v1/deployments", f"iris-{rev}"))

@@ -287,7 +287,7 @@ class LocalController:
             assert decision.status.stable is not None and decision.status.canary is not None
             self._provider().mark(
                 self._target(
-                    desired, decision.status.stable.revision, decision.status.canary.revision
+                    desired, spec, decision.status.stable.revision, decision.status.canary.revision
                 )
             )
         return self._keep(decision, desired, spec, before)
@@ -354,7 +354,7 @@ class LocalController:
             weight = self.router.observed_weight(route)
             validation = self._validation_outcome(canary.revision, canary.validation_started_at)
             if stable is not None and analysis_due(spec, status, now):
-                target = self._target(desired, stable.revision, canary.revision)
+                target = self._target(desired, spec, stable.revision, canary.revision)
                 start = analysis_window(status) or now
                 window = self._provider().window(target, start, now)
                 self.record.last_window = window
@@ -525,8 +525,9 @@ class LocalController:
         )
 
     @staticmethod
-    def _target(desired: DesiredState, stable: str, canary: str) -> AnalysisTarget:
-        spec = ModelDeploymentSpec.model_validate(desired.manifest["spec"])
+    def _target(
+        desired: DesiredState, spec: ModelDeploymentSpec, stable: str, canary: str
+    ) -> AnalysisTarget:
         custom = tuple(m for m in spec.rollout.analysis.metrics if m.query)
         return AnalysisTarget(name=desired.name, stable=stable, canary=canary, custom=custom)
 
@@ -569,8 +570,4 @@ def _parse_status(raw: dict[str, object]) -> ModelDeploymentStatus:
 
 
 def _is_serinus(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"serinus" in cmdline
+    return any("serinus" in arg for arg in orphans.cmdline(pid))

@@ -69,7 +69,7 @@ def is_prometheus(pid: int, workdir: Path, *, binary: str | None = None) -> bool
     """The process runs a `prometheus` executable (by name, or exactly `binary`) with
     `--config.file=<workdir>/prometheus.yml`: the local Prometheus of that work directory,
     which no unrelated process would be started with."""
-    args = _cmdline(pid)
+    args = cmdline(pid)
     if not args:
         return False
     program = args[0]
@@ -82,7 +82,7 @@ def is_prometheus(pid: int, workdir: Path, *, binary: str | None = None) -> bool
 def is_runtime(pid: int, fleet_id: str | None = None) -> bool:
     """The process is a `serinus-runtime` (and, with `fleet_id`, one that fleet started)."""
     proc = Path(f"/proc/{pid}")
-    args = _cmdline(pid)
+    args = cmdline(pid)
     by_script = any(Path(a).name == "serinus-runtime" for a in args[:2])
     if RUNTIME_MODULE not in args[1:3] and not by_script:
         return False
@@ -95,7 +95,7 @@ def is_runtime(pid: int, fleet_id: str | None = None) -> bool:
     return f"{FLEET_ENV}={fleet_id}".encode() in environ
 
 
-def _cmdline(pid: int) -> list[str]:
+def cmdline(pid: int) -> list[str]:
     """The process' argv ([] if it is gone, a zombie, or not ours to read)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
