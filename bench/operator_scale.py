@@ -350,6 +350,7 @@ class Result:
     ramp_operator_cpu: float = 0.0
     ramp_bench_cpu: float = 0.0
     ramp_wall: float = 0.0
+    settle_seconds: float = 0.0
     idle_seconds: float = 0.0
     idle_cpu: float = 0.0
     idle_requests: Counter[str] = field(default_factory=Counter)
@@ -441,6 +442,25 @@ def log_lines(log: Path) -> int:
         return sum(1 for _ in lines)
 
 
+SETTLE_QUIET = 5.0
+SETTLE_LIMIT = 180.0
+
+
+async def settle(k8s: Emulator, result: Result) -> None:
+    """All Stable is not yet idle: events of the ramp (Deployments turning ready) may still be
+    queued in the operator. Idle starts once it made no API request for SETTLE_QUIET seconds."""
+    started = time.monotonic()
+    seen, quiet_since = len(list(k8s)), time.monotonic()
+    while time.monotonic() - started < SETTLE_LIMIT:
+        await asyncio.sleep(0.5)
+        now_seen = len([r for r in list(k8s)[seen:] if from_operator(r)])
+        if now_seen:
+            seen, quiet_since = len(list(k8s)), time.monotonic()
+        elif time.monotonic() - quiet_since >= SETTLE_QUIET:
+            break
+    result.settle_seconds = time.monotonic() - started
+
+
 async def idle(
     k8s: Emulator,
     process: subprocess.Popen,
@@ -485,6 +505,8 @@ async def run(count: int, window: float, deadline: float, workdir: Path) -> Resu
                 await ramp(k8s, process, result, deadline)
                 result.ramp_requests = count_requests(list(k8s)[first_request:])
                 print(f"ramp done after {result.ramp_wall:.0f} s: {result.phases}")
+                await settle(k8s, result)
+                print(f"operator quiet {result.settle_seconds:.0f} s later")
                 await idle(k8s, process, log, result, window)
         errors = [e for e in k8s.errors if getattr(e, "status", None) != 404]
         if errors:
