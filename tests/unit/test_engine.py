@@ -55,6 +55,7 @@ def test_first_version_is_validated_then_becomes_stable_without_a_canary():
         "Degraded": "False",
         "Reconciling": "False",
         "Stalled": "False",
+        "Drifted": "False",  # monitored from now on; nothing checked yet
     }
 
 

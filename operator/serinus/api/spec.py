@@ -609,15 +609,51 @@ class AccuracyCheck(ApiModel):
     )
 
 
+class IntegrityCheck(ApiModel):
+    """Bounds on malformed or unusual inputs reaching the stable version."""
+
+    enabled: bool = Field(default=True, description="Run this check.")
+    max_invalid_share: float = Field(
+        default=0.05, gt=0, le=1, description="Highest share of requests rejected as invalid."
+    )
+    max_missing_share: float = Field(
+        default=0.05, gt=0, le=1, description="Highest share of rows missing a feature (NaN)."
+    )
+    max_new_category_share: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Highest share of rows with a category the reference profile never saw, "
+        "above the reference's own share of such rows.",
+    )
+    min_requests: int = Field(
+        default=100, ge=1, description="Requests needed in a window before integrity is judged."
+    )
+
+
 class MonitoringSpec(ApiModel):
     """Watching the stable version after promotion."""
 
-    interval: Duration = Field(default="5m", description="Time between monitoring checks.")
+    enabled: bool = Field(default=True, description="Monitor the stable version.")
+    interval: Duration = Field(
+        default="5m",
+        description="Time between monitoring checks; drift and integrity are judged over it.",
+    )
+    confidence: float = Field(
+        default=0.99,
+        ge=0.5,
+        lt=1,
+        description="Confidence a drift must reach before it raises the alarm (a chi-square "
+        "test against the reference, Holm-corrected over the features).",
+    )
     input_drift: DriftCheck = Field(
         default_factory=DriftCheck, description="Per-feature drift of inputs vs the reference."
     )
     prediction_drift: DriftCheck = Field(
         default_factory=DriftCheck, description="Drift of predictions vs the reference."
+    )
+    integrity: IntegrityCheck = Field(
+        default_factory=IntegrityCheck, description="Invalid inputs, missing values, new categories."
     )
     accuracy: AccuracyCheck | None = Field(
         default=None, description="Quality from feedback labels."

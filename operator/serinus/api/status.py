@@ -205,6 +205,83 @@ class AcknowledgedAction(ApiModel):
     result: str = Field(description="What it did, or why it did nothing.")
 
 
+class FeatureDrift(ApiModel):
+    """How far one input feature's live distribution is from the reference profile."""
+
+    feature: str = Field(description="Feature name.")
+    psi: float = Field(description="Population stability index against the reference.")
+    p_value: float = Field(
+        description="Chi-square goodness-of-fit p-value, before the multiple-testing correction."
+    )
+    rows: int = Field(ge=0, description="Rows with a value for this feature in the window.")
+    drifted: bool = Field(description="PSI above the bound and significant after correction.")
+    shift: str = Field(default="", description="Which bin moved most, in words.")
+
+
+class MonitorResult(ApiModel):
+    """One monitoring check's verdict: Fail raises the alarm, Inconclusive never does."""
+
+    name: str = Field(description="input-drift, prediction-drift, integrity or accuracy.")
+    verdict: Verdict = Field(description="Pass, Fail (alarm) or Inconclusive (too little data).")
+    value: float | None = Field(default=None, description="The measured value.")
+    threshold: float | None = Field(default=None, description="Bound the value was held to.")
+    reason: str = Field(description="A sentence saying why.")
+
+
+class MonitoringStatus(ApiModel):
+    """The latest monitoring check of the stable version."""
+
+    revision: str = Field(description="Stable revision these results belong to.")
+    next_check_at: datetime = Field(description="When the next check is due.")
+    last_check_at: datetime | None = Field(default=None, description="End of the last window.")
+    rows: float | None = Field(default=None, description="Rows predicted in the last window.")
+    results: list[MonitorResult] = Field(
+        default_factory=list, description="The last check's verdicts, one per check."
+    )
+    top_drifters: list[FeatureDrift] = Field(
+        default_factory=list,
+        max_length=5,
+        description="The features furthest from the reference (largest PSI first).",
+    )
+    alarms: list[str] = Field(
+        default_factory=list, description="Checks whose alarm is raised (their last verdict Fail)."
+    )
+
+
+class RetrainCandidate(ApiModel):
+    """A model a retraining Job produced."""
+
+    uri: str = Field(description="Bundle URI of the retrained model.")
+    sha256: str | None = Field(default=None, description="Digest of its model file.")
+    version: str | None = Field(default=None, description="Its version.")
+    job: str = Field(description="The Job (or local command) that produced it.")
+    at: datetime = Field(description="When it was reported.")
+    deployed: bool = Field(
+        default=False, description="Set as spec.model (autoDeploy); a rollout follows."
+    )
+
+
+class RetrainStatus(ApiModel):
+    """Retraining: the running Job, the last one's outcome, and a candidate if any."""
+
+    running: str | None = Field(default=None, description="Name of the Job now running.")
+    trigger: str | None = Field(default=None, description="Alarm that started the last Job.")
+    reason: str | None = Field(default=None, description="Why the last Job was started.")
+    started_at: datetime | None = Field(default=None, description="When the last Job started.")
+    window_start: datetime | None = Field(
+        default=None, description="Start of the monitoring window that raised the alarm."
+    )
+    window_end: datetime | None = Field(
+        default=None, description="End of the monitoring window that raised the alarm."
+    )
+    last_result: str | None = Field(
+        default=None, description="How the last finished Job ended, in a sentence."
+    )
+    candidate: RetrainCandidate | None = Field(
+        default=None, description="The latest retrained model."
+    )
+
+
 class ModelDeploymentStatus(ApiModel):
     """Observed state, written by the operator only."""
 
@@ -236,3 +313,7 @@ class ModelDeploymentStatus(ApiModel):
     degraded_since: datetime | None = Field(
         default=None, description="When the stable version was first seen short of ready pods."
     )
+    monitoring: MonitoringStatus | None = Field(
+        default=None, description="Monitoring of the stable version."
+    )
+    retrain: RetrainStatus | None = Field(default=None, description="Retraining.")

@@ -66,7 +66,33 @@ class EmitEvent(_Action):
     message: str
 
 
-Action = Deploy | SetWeight | RunValidation | Promote | ScaleDown | EmitEvent
+class StartRetrain(_Action):
+    """Start the retraining Job (`spec.retrain.jobTemplate`) named after `job`, with these
+    facts in its environment."""
+
+    kind: Literal["startRetrain"] = "startRetrain"
+    job: str
+    trigger: str
+    reason: str
+    model_uri: str
+    model_sha256: str | None
+    model_version: str | None
+    window_start: datetime
+    window_end: datetime
+
+
+class SetModel(_Action):
+    """Set spec.model to a retrained model (autoDeploy): the normal rollout follows."""
+
+    kind: Literal["setModel"] = "setModel"
+    uri: str
+    sha256: str | None
+    version: str | None
+
+
+Action = (
+    Deploy | SetWeight | RunValidation | Promote | ScaleDown | EmitEvent | StartRetrain | SetModel
+)
 
 
 class Decision(BaseModel):

@@ -4,8 +4,10 @@
 - Progressing: a rollout is under way (Deployment-style).
 - Degraded: something needs a person: the stable version is short of pods, or the last rollout
   was rolled back or failed.
+  Monitoring raises it too while an accuracy or integrity alarm of the stable version is up.
 - Reconciling / Stalled: the kstatus conventions (Flux health checks, `kstatus` in CI).
-Conditions of other types (e.g. Drifted, written by monitoring) are left as they are.
+Conditions of other types (Drifted, RetrainCandidate: written by serinus.core.aftercare) are left
+as they are.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ DEGRADED = "Degraded"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
 DRIFTED = "Drifted"
+RETRAIN_CANDIDATE = "RetrainCandidate"
 SPEC_VALID = "SpecValid"
 
 _SETTLED_BADLY = frozenset({Phase.ROLLED_BACK, Phase.FAILED})
@@ -82,7 +85,24 @@ def with_conditions(
     """The status's conditions brought in line with its phase."""
     conditions = [c for c in status.conditions if c.type != SPEC_VALID]  # decide() ran: valid
     for type_, truth in _wanted(status).items():
-        conditions = set_condition(
-            conditions, type_, truth, status.phase.value, status.message, now, generation
-        )
+        reason, message = status.phase.value, status.message
+        alarm = _quality_alarm(status)
+        if type_ == DEGRADED and truth == ConditionStatus.FALSE and alarm is not None:
+            truth, reason, message = ConditionStatus.TRUE, *alarm
+        conditions = set_condition(conditions, type_, truth, reason, message, now, generation)
     return conditions
+
+
+_QUALITY_ALARMS = {"accuracy": "AccuracyLow", "integrity": "IntegrityLow"}
+
+
+def _quality_alarm(status: ModelDeploymentStatus) -> tuple[str, str] | None:
+    """(reason, message) of a raised accuracy or integrity alarm of the stable version."""
+    monitoring = status.monitoring
+    if monitoring is None or status.phase != Phase.STABLE:
+        return None
+    for name, reason in _QUALITY_ALARMS.items():
+        if name in monitoring.alarms:
+            said = next((r.reason for r in monitoring.results if r.name == name), name)
+            return reason, said
+    return None

@@ -52,6 +52,7 @@ from serinus.core.actions import (
     ScaleDown,
     SetWeight,
 )
+from serinus.core.aftercare import aftercare, next_check
 from serinus.core.conditions import READY, SPEC_VALID, set_condition, with_conditions
 from serinus.core.judge import AnalysisOutcome
 from serinus.core.observations import ManualAction, Observations
@@ -161,6 +162,9 @@ def next_tick(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> datet
             moments.append(canary.step_started_at + parse_duration(step.pause.duration))
         if canary.unready_since is not None:
             moments.append(canary.unready_since + deadline)
+    monitoring = next_check(status)
+    if monitoring is not None and spec.monitoring.enabled:
+        moments.append(monitoring)
     return min(moments, default=None)
 
 
@@ -209,6 +213,7 @@ class _Tick:
             canary.weight = weight
         self.status.revision = self.desired
         self.status.observed_generation = self.obs.generation
+        self.actions += aftercare(self.spec, self.status, self.obs, self.now)
         self.status.conditions = with_conditions(self.status, self.now, self.obs.generation)
 
     def _handle_phase(self) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from serinus.api.status import ActionKind
 from serinus.core.judge import AnalysisOutcome
+from serinus.core.monitor import MonitoringReport
 
 
 class ManualAction(BaseModel):
@@ -44,6 +47,30 @@ class ValidationOutcome(BaseModel):
     message: str
 
 
+class MonitorObservation(BaseModel):
+    """A monitoring check the driver ran because `monitoring_due` said so."""
+
+    model_config = ConfigDict(frozen=True)
+
+    revision: str
+    end: datetime
+    drift_seconds: float
+    report: MonitoringReport
+
+
+class RetrainOutcome(BaseModel):
+    """The retraining Job (or local command) named `job` has finished."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job: str
+    succeeded: bool
+    message: str
+    """Why it failed, or how it ended, in a sentence."""
+    result: Any = None
+    """The Job's termination message parsed as JSON (None when it wrote none, or no JSON)."""
+
+
 class Observations(BaseModel):
     """Everything the engine may look at besides spec, status and the clock."""
 
@@ -58,3 +85,5 @@ class Observations(BaseModel):
     """A check the driver ran this tick because `analysis_due` said so."""
     validation: ValidationOutcome | None = None
     action: ManualAction | None = None
+    monitoring: MonitorObservation | None = None
+    retrain: RetrainOutcome | None = None

@@ -239,3 +239,37 @@ def _chi_square_p_value(table: np.ndarray) -> float:
         difference = np.sign(difference) * np.maximum(np.abs(difference) - 0.5, 0.0)
     statistic = float((difference**2 / expected).sum())
     return float(special.chdtrc(dof, statistic))
+
+
+def goodness_of_fit_p_value(
+    reference_shares: Sequence[float],
+    counts: Sequence[float],
+    pseudo_count: float = DEFAULT_PSI_PSEUDO_COUNT,
+) -> float:
+    """p-value of Pearson's chi-square goodness-of-fit test of `counts` against a reference
+    distribution known as shares (the bundle's profile), with k - 1 degrees of freedom.
+
+    A bin the reference never saw would expect zero rows and make any row infinitely
+    surprising; like `psi`, every bin's expectation gets `pseudo_count` rows first, so the
+    statistic stays finite and the caller's PSI bound decides whether such rows matter."""
+    table = _count_vectors(reference_shares, counts)
+    shares, observed = table
+    total = observed.sum()
+    bins = len(shares)
+    padded = shares / shares.sum() * total + pseudo_count
+    expected = padded * total / padded.sum()
+    if bins < 2:
+        return 1.0
+    statistic = float(((observed - expected) ** 2 / expected).sum())
+    return float(special.chdtrc(bins - 1, statistic))
+
+
+def holm_significant(p_values: Sequence[float], alpha: float) -> list[bool]:
+    """Holm-Bonferroni: which of the hypotheses are rejected at family-wise error `alpha`."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    rejected = [False] * len(p_values)
+    for rank, index in enumerate(order):
+        if p_values[index] > alpha / (len(p_values) - rank):
+            break
+        rejected[index] = True
+    return rejected

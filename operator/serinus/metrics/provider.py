@@ -14,6 +14,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from serinus.api.spec import AnalysisMetric
+from serinus.core.monitor_window import MonitorWindow
 from serinus.core.window import AnalysisWindow
 
 
@@ -33,12 +34,31 @@ class AnalysisTarget(BaseModel):
     )
 
 
+class MonitorTarget(BaseModel):
+    """The stable revision of one deployment, as monitoring watches it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="ModelDeployment name; the runtime's `model` label.")
+    namespace: str | None = Field(
+        default=None, description="Kubernetes namespace; None in local mode."
+    )
+    revision: str = Field(description="Stable revision (the runtime's `revision` label).")
+
+
 class MetricsProvider(Protocol):
     def mark(self, target: AnalysisTarget) -> None:
         """A window starts now (the scrape provider takes its baseline sample)."""
 
     def window(self, target: AnalysisTarget, start: datetime, end: datetime) -> AnalysisWindow:
         """Both variants' increases between start and end. Never raises for a world problem."""
+
+    def monitor(
+        self, target: MonitorTarget, end: datetime, drift_seconds: int, label_seconds: int
+    ) -> MonitorWindow:
+        """The stable revision's inputs, predictions and integrity counters over the
+        `drift_seconds` before `end`, feedback over the `label_seconds` before it, and the
+        reference shares its runtime exposes. Never raises for a world problem."""
 
     def close(self) -> None:
         """Release connections."""
