@@ -653,7 +653,8 @@ class MonitoringSpec(ApiModel):
         default_factory=DriftCheck, description="Drift of predictions vs the reference."
     )
     integrity: IntegrityCheck = Field(
-        default_factory=IntegrityCheck, description="Invalid inputs, missing values, new categories."
+        default_factory=IntegrityCheck,
+        description="Invalid inputs, missing values, new categories.",
     )
     accuracy: AccuracyCheck | None = Field(
         default=None, description="Quality from feedback labels."

@@ -1,9 +1,11 @@
-"""Pure builders of the Kubernetes objects the operator owns: runtime Deployments, Services and the
-pre-traffic validation Job. No I/O; every object validates against the Kubernetes schemas (tests).
+"""Pure builders of the Kubernetes objects the operator owns: runtime Deployments, Services, the
+pre-traffic validation Job and the retraining Job. No I/O; every object validates against the
+Kubernetes schemas (tests).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from datetime import datetime
@@ -12,7 +14,7 @@ from typing import Any
 from serinus.api.resource import API_VERSION, KIND
 from serinus.api.spec import ModelDeploymentSpec
 from serinus.api.types import parse_duration
-from serinus.core.actions import EmitEvent
+from serinus.core.actions import EmitEvent, StartRetrain
 from serinus.traffic import naming
 
 RUNTIME_PORT = naming.CONTAINER_PORT
@@ -260,6 +262,66 @@ def build_event(involved: dict[str, str], event: EmitEvent, now: datetime) -> di
         "lastTimestamp": stamp,
         "count": 1,
     }
+
+
+RESULT_FILE = "/dev/termination-log"
+"""Where a retraining Job's container writes its result: Kubernetes' default termination message
+path, read back from the pod's status."""
+
+
+def build_retrain_job(
+    spec: ModelDeploymentSpec, name: str, namespace: str, uid: str, action: StartRetrain
+) -> dict[str, Any]:
+    """The user's `spec.retrain.jobTemplate` as a Job named for `action.job`, owned by the
+    ModelDeployment, each container told why it runs and where the current model is."""
+    assert spec.retrain is not None
+    template = copy.deepcopy(spec.retrain.job_template)
+    metadata = template.get("metadata") or {}
+    labels = {
+        **(metadata.get("labels") or {}),
+        **naming.selector_for(name),
+        "serinus.dev/role": "retrain",
+    }
+    job_spec = template.get("spec") or {}
+    job_spec.setdefault("backoffLimit", 0)
+    pod = job_spec.setdefault("template", {}).setdefault("spec", {})
+    pod.setdefault("restartPolicy", "Never")
+    job_spec["template"].setdefault("metadata", {}).setdefault("labels", {}).update(labels)
+    facts = retrain_facts(action)
+    for container in pod.get("containers") or []:
+        result_file = container.get("terminationMessagePath") or RESULT_FILE
+        mine = {**facts, "SERINUS_RESULT_FILE": result_file}
+        env = [e for e in container.get("env") or [] if e.get("name") not in mine]
+        container["env"] = [*env, *({"name": k, "value": v} for k, v in mine.items())]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            **{k: v for k, v in metadata.items() if k not in ("name", "namespace", "labels")},
+            **_metadata(
+                retrain_job_name(name, action.job), namespace, owner_reference(name, uid), labels
+            ),
+        },
+        "spec": job_spec,
+    }
+
+
+def retrain_facts(action: StartRetrain) -> dict[str, str]:
+    """The environment a retraining Job (or local command) is told why it runs by."""
+    return {
+        "SERINUS_RETRAIN_REASON": action.reason,
+        "SERINUS_RETRAIN_TRIGGER": action.trigger,
+        "SERINUS_MODEL_URI": action.model_uri,
+        "SERINUS_MODEL_SHA256": action.model_sha256 or "",
+        "SERINUS_MODEL_VERSION": action.model_version or "",
+        "SERINUS_WINDOW_START": action.window_start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "SERINUS_WINDOW_END": action.window_end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def retrain_job_name(name: str, job: str) -> str:
+    """`<ModelDeployment>-<job id>`, within the 63 characters a Job's pods can label."""
+    return f"{name[: 62 - len(job)].rstrip('-')}-{job}"
 
 
 def validation_job_name(name: str, revision: str) -> str:

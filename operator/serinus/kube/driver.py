@@ -40,8 +40,11 @@ from serinus.core.actions import (
     Promote,
     RunValidation,
     ScaleDown,
+    SetModel,
     SetWeight,
+    StartRetrain,
 )
+from serinus.core.aftercare import monitoring_due, retrain_running
 from serinus.core.conditions import set_condition
 from serinus.core.engine import (
     analysis_due,
@@ -52,7 +55,12 @@ from serinus.core.engine import (
     window_needs_baseline,
 )
 from serinus.core.judge import judge
-from serinus.core.observations import Observations, parse_action
+from serinus.core.observations import (
+    MonitorObservation,
+    Observations,
+    RetrainOutcome,
+    parse_action,
+)
 from serinus.core.revision import revision_of
 from serinus.core.window import AnalysisWindow
 from serinus.dashboard.timeline import Timeline
@@ -60,7 +68,8 @@ from serinus.kube import builders
 from serinus.kube.operator_metrics import OperatorMetrics
 from serinus.kube.pod_metrics import PodMetricsSource
 from serinus.kube.world import ClusterReader
-from serinus.metrics.provider import AnalysisTarget, MetricsProvider, MetricsSource
+from serinus.metrics.monitoring import observe_monitoring
+from serinus.metrics.provider import AnalysisTarget, MetricsProvider, MetricsSource, MonitorTarget
 from serinus.metrics.registry import provider_for
 from serinus.notify import Notifier, RetryPolicy, Target, TargetError, notices_for, target_of
 from serinus.traffic import naming
@@ -407,7 +416,34 @@ class KubeDriver:
             analysis=analysis,
             validation=validation,
             action=parse_action(deployment.annotations.get(ACTION_ANNOTATION)),
+            monitoring=self._monitor(deployment, spec, status, now),
+            retrain=self._retrain_outcome(deployment, status),
         )
+
+    def _monitor(
+        self,
+        deployment: _Deployment,
+        spec: ModelDeploymentSpec,
+        status: ModelDeploymentStatus,
+        now: datetime,
+    ) -> MonitorObservation | None:
+        """The stable version's monitoring check, when one is due."""
+        if not monitoring_due(spec, status, now) or status.stable is None:
+            return None
+        revision = status.stable.revision
+        target = MonitorTarget(
+            name=deployment.name, namespace=deployment.namespace, revision=revision
+        )
+        return observe_monitoring(self._provider(deployment, spec), target, spec, now)
+
+    def _retrain_outcome(
+        self, deployment: _Deployment, status: ModelDeploymentStatus
+    ) -> RetrainOutcome | None:
+        job = retrain_running(status)
+        if job is None:
+            return None
+        job_name = builders.retrain_job_name(deployment.name, job)
+        return self.reader.retrain(deployment.namespace, job_name, job)
 
     def _restore_missing(
         self,
@@ -554,6 +590,15 @@ class KubeDriver:
                     self.objects.scale(ns, deployment_name, 0)
                 else:
                     self.reader.delete_deployment(ns, deployment_name)
+            case StartRetrain():
+                self.objects.create(
+                    builders.build_retrain_job(spec, name, ns, deployment.uid, action)
+                )
+            case SetModel(uri=uri, sha256=sha256, version=version):
+                model = {"uri": uri, "sha256": sha256, "version": version}
+                self.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, ns, PLURAL, name, {"spec": {"model": model}}
+                )
             case EmitEvent():
                 pass  # posted by the kopf handler, which owns the body reference
         if isinstance(action, Deploy | Promote):

@@ -4,6 +4,8 @@ Handlers are sync (kopf runs them in worker threads) and never return a value (k
 in status). Settings come from the environment (the chart sets them):
   SERINUS_TICK_SECONDS      how often a ModelDeployment in a rollout is looked at (default 5)
   SERINUS_STEADY_SECONDS    how often one outside a rollout is looked at anyway (default 600)
+  SERINUS_MONITOR_POLL_SECONDS  how often a settled one's next monitoring check time is compared
+                            with the clock (default 30; no API request unless a check is due)
   SERINUS_OPERATOR_IMAGE    image of the validation Job (the operator's own image)
   SERINUS_METRICS_PORT      port of the operator's /metrics (default 8081; 0 disables)
   SERINUS_PROMETHEUS_ADDRESS  Prometheus for specs with provider prometheus and no address
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -40,6 +43,10 @@ STEADY_SECONDS = float(os.environ.get("SERINUS_STEADY_SECONDS", "600"))
 """Outside a rollout nothing needs a look on a clock: spec and annotation edits arrive as watch
 events, and so do a revision Deployment's deletion or change of ready pods (`revision_changed`).
 This slow pass is only a safety net, so an idle operator stays idle."""
+
+MONITOR_POLL_SECONDS = float(os.environ.get("SERINUS_MONITOR_POLL_SECONDS", "30"))
+"""Monitoring checks are due every `spec.monitoring.interval` (minutes): a cheap filter looks at
+status.monitoring.nextCheckAt this often and ticks only when it has passed."""
 
 _driver: KubeDriver | None = None
 _dashboard: DashboardServer | None = None
@@ -136,6 +143,7 @@ def stop_dashboard(**_: Any) -> None:
 _ROUTINE = (
     "Timer 'heartbeat' succeeded",
     "Timer 'steady' succeeded",
+    "Timer 'monitor' succeeded",
     "Handler 'revision_changed' succeeded",
 )
 
@@ -164,10 +172,24 @@ def _tick(body: kopf.Body, patch: kopf.Patch) -> None:
 
 
 def in_motion(body: kopf.Body, **_: Any) -> bool:
-    """A rollout runs, the first version is coming up, or an old revision waits to retire."""
+    """A rollout runs, the first version is coming up, an old revision waits to retire, or a
+    retraining Job runs."""
     status = body.get("status") or {}
     phase = status.get("phase")
-    return phase in _FAST_PHASES or bool(status.get("retiring"))
+    retraining = bool((status.get("retrain") or {}).get("running"))
+    return phase in _FAST_PHASES or bool(status.get("retiring")) or retraining
+
+
+def monitoring_due(body: kopf.Body, **_: Any) -> bool:
+    """A settled ModelDeployment whose next monitoring check time has passed."""
+    status = body.get("status") or {}
+    due = (status.get("monitoring") or {}).get("nextCheckAt")
+    if not due or status.get("phase") != Phase.STABLE.value or in_motion(body):
+        return False
+    try:
+        return datetime.fromisoformat(due) <= datetime.now(UTC)
+    except ValueError:
+        return True  # a status we cannot read: let the tick rewrite it
 
 
 def at_rest(body: kopf.Body, **_: Any) -> bool:
@@ -193,6 +215,11 @@ def heartbeat(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=STEADY_SECONDS, sharp=False, when=at_rest)
 def steady(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    _tick(body, patch)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=MONITOR_POLL_SECONDS, sharp=False, when=monitoring_due)
+def monitor(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     _tick(body, patch)
 
 

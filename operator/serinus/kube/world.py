@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from serinus.core.observations import ValidationOutcome
+from serinus.core.observations import RetrainOutcome, ValidationOutcome
 from serinus.traffic import naming
 
 JOB_RUNNING = None
@@ -54,8 +54,11 @@ class ClusterReader:
             if error.status != 404:
                 raise
 
-    def validation(self, namespace: str, job_name: str, revision: str) -> ValidationOutcome | None:
-        """The finished validation Job's outcome, None while it runs (or before it exists)."""
+    def _finished_job(
+        self, namespace: str, job_name: str, what: str
+    ) -> tuple[bool, str | None] | None:
+        """(succeeded, termination message or the Failed condition's words) of a finished Job;
+        None while it runs or before it exists."""
         try:
             job = self.batch.read_namespaced_job(job_name, namespace)
         except ApiException as error:
@@ -71,7 +74,38 @@ class ClusterReader:
         message = self._termination_message(namespace, job_name)
         if not message and failed:
             reason = conditions["Failed"]
-            message = f"validation Job {job_name} failed: {reason.reason}: {reason.message}"
+            message = f"{what} Job {job_name} failed: {reason.reason}: {reason.message}"
+        return succeeded, message
+
+    def retrain(self, namespace: str, job_name: str, job: str) -> RetrainOutcome | None:
+        """The finished retraining Job's outcome (its result parsed from the termination
+        message), None while it runs."""
+        finished = self._finished_job(namespace, job_name, "retraining")
+        if finished is None:
+            return None
+        succeeded, message = finished
+        if not succeeded:
+            return RetrainOutcome(
+                job=job, succeeded=False, message=message or f"Job {job_name} failed"
+            )
+        try:
+            result = json.loads(message or "")
+        except ValueError:
+            return RetrainOutcome(
+                job=job, succeeded=False,
+                message=f"Job {job_name} succeeded but its termination message is not JSON: "
+                f"{(message or '(empty)')[:200]!r}",
+            )  # fmt: skip
+        return RetrainOutcome(
+            job=job, succeeded=True, message=f"Job {job_name} succeeded", result=result
+        )
+
+    def validation(self, namespace: str, job_name: str, revision: str) -> ValidationOutcome | None:
+        """The finished validation Job's outcome, None while it runs (or before it exists)."""
+        finished = self._finished_job(namespace, job_name, "validation")
+        if finished is None:
+            return None
+        succeeded, message = finished
         return ValidationOutcome(
             revision=revision,
             passed=succeeded,

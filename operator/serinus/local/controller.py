@@ -10,7 +10,8 @@ decides again — the stable version keeps serving meanwhile.
 
 Kubernetes → local: a revision's Deployment → `RuntimeFleet` processes; the Services and the
 traffic provider → `LocalRouter` (whatever `spec.traffic` says: locally there is one router);
-the validation Job → `run_checks` in a thread against the canary's processes; Events → the
+the validation Job → `run_checks` in a thread against the canary's processes; the retraining
+Job → a local command (serinus.local.retrain), its autoDeploy → a new desired.json; Events → the
 state file and the terminal, and `spec.notifications` (URLs from `urlEnv`: there are no
 Secrets here) through a background `Notifier`; the metrics provider → a real Prometheus
 started here when the binary is on PATH, else the scrape provider reading the processes'
@@ -43,8 +44,11 @@ from serinus.core.actions import (
     Promote,
     RunValidation,
     ScaleDown,
+    SetModel,
     SetWeight,
+    StartRetrain,
 )
+from serinus.core.aftercare import monitoring_due, retrain_running
 from serinus.core.conditions import set_condition
 from serinus.core.engine import (
     analysis_due,
@@ -61,10 +65,12 @@ from serinus.dashboard.timeline import Timeline
 from serinus.local import orphans
 from serinus.local.processes import FleetError, RevisionSpec, RuntimeFleet
 from serinus.local.prometheus import LocalPrometheus, PrometheusError, find_binary
+from serinus.local.retrain import LocalRetrainer
 from serinus.local.router import LocalRouter
 from serinus.local.state import ControllerState, DesiredState, LocalEvent, StateDir, StateError
+from serinus.metrics.monitoring import observe_monitoring
 from serinus.metrics.prometheus import PrometheusProvider
-from serinus.metrics.provider import AnalysisTarget, MetricsProvider
+from serinus.metrics.provider import AnalysisTarget, MetricsProvider, MonitorTarget
 from serinus.metrics.scrape import ScrapeProvider
 from serinus.metrics.sources import ProcessMetricsSource
 from serinus.notify import Notifier, RetryPolicy, notices_for, target_of
@@ -122,6 +128,7 @@ class LocalController:
         self.status = ModelDeploymentStatus()
         self._validations = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serinus-check")
         self._validation: _Validation | None = None
+        self.retrainer = LocalRetrainer(state.run_dir / "retrain")
         self._failure: str | None = None
         self._backends: dict[str, list[str]] = {}
         self._started = False
@@ -164,6 +171,7 @@ class LocalController:
         # stable version whose processes are already gone.
         self.router.stop()
         self._validations.shutdown(wait=False, cancel_futures=True)
+        self.retrainer.close()
         self.notifier.close()
         if self.provider is not None:
             self.provider.close()
@@ -359,6 +367,11 @@ class LocalController:
                 window = self._provider().window(target, start, now)
                 self.record.last_window = window
                 analysis = judge(spec.rollout.analysis, window)
+        monitoring = None
+        if stable is not None and monitoring_due(spec, status, now):
+            target = MonitorTarget(name=desired.name, revision=stable.revision)
+            monitoring = observe_monitoring(self._provider(), target, spec, now)
+        job = retrain_running(status)
         return Observations(
             generation=desired.generation,
             ready_replicas=ready,
@@ -366,6 +379,8 @@ class LocalController:
             analysis=analysis,
             validation=validation,
             action=parse_action(desired.action),
+            monitoring=monitoring,
+            retrain=self.retrainer.outcome(job) if job is not None else None,
         )
 
     def _observed_ready(self, revision: str) -> int:
@@ -447,6 +462,11 @@ class LocalController:
                     self.record.scaled_down.append(revision)
                 else:
                     self.record.revisions.pop(revision, None)
+            case StartRetrain():
+                assert spec.retrain is not None
+                self.retrainer.start(spec.retrain, action)
+            case SetModel(uri=uri, sha256=sha256, version=version):
+                self.state.set_model(uri, sha256, version)
             case EmitEvent():
                 pass  # recorded by _keep once the whole decision was carried out
 

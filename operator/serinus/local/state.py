@@ -146,6 +146,25 @@ class StateDir:
             self._write(self.desired_file, stored.model_dump(mode="json"))
             return stored, changed
 
+    def set_model(self, uri: str, sha256: str | None, version: str | None) -> DesiredState:
+        """spec.model of the applied manifest set to a retrained model (autoDeploy): a new
+        generation, which the controller rolls out like any applied change."""
+        with self._locked():
+            current = self.read_desired()
+            if current is None:
+                raise StateError("no ModelDeployment is applied: nothing to set a model on")
+            manifest = json.loads(json.dumps(current.manifest))
+            model = manifest.setdefault("spec", {}).setdefault("model", {})
+            model["uri"] = uri
+            for key, value in (("sha256", sha256), ("version", version)):
+                if value is None:
+                    model.pop(key, None)
+                else:
+                    model[key] = value
+            stored = DesiredState(manifest=manifest, generation=current.generation + 1)
+            self._write(self.desired_file, stored.model_dump(mode="json"))
+            return stored
+
     def request_action(self, action: str) -> str:
         """Set the action annotation to `action/<nonce>` (acted on once); returns the value."""
         value = f"{action}/{secrets.token_hex(4)}"
