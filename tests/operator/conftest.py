@@ -10,6 +10,7 @@ import os
 from collections.abc import AsyncIterator
 
 os.environ.setdefault("SERINUS_TICK_SECONDS", "0.3")
+os.environ.setdefault("SERINUS_MONITOR_POLL_SECONDS", "0.3")
 os.environ.setdefault("SERINUS_METRICS_PORT", "0")
 os.environ.setdefault("SERINUS_DASHBOARD_PORT", "0")
 

@@ -15,9 +15,10 @@ import kubernetes
 
 import serinus.kube.handlers as handlers
 from serinus.api.resource import GROUP, PLURAL, VERSION
+from serinus.core.monitor_window import MonitorWindow
 from serinus.core.window import AnalysisWindow, VariantWindow
 from serinus.kube.driver import KubeDriver
-from serinus.metrics.provider import AnalysisTarget
+from serinus.metrics.provider import AnalysisTarget, MonitorTarget
 
 MD = f"{GROUP}/{VERSION}/{PLURAL}"
 NS = "ns1"
@@ -42,6 +43,8 @@ class ScriptedProvider:
         self.stable = healthy(4500)
         self.windows: list[tuple[AnalysisTarget, datetime, datetime]] = []
         self.marks: list[AnalysisTarget] = []
+        self.monitoring = MonitorWindow(drift_seconds=1, label_seconds=1)
+        self.monitored: list[MonitorTarget] = []
 
     def mark(self, target: AnalysisTarget) -> None:
         self.marks.append(target)
@@ -52,6 +55,15 @@ class ScriptedProvider:
             canary=self.canary,
             stable=self.stable,
             interval_seconds=max((end - start).total_seconds(), 0.001),
+        )
+
+    def monitor(
+        self, target: MonitorTarget, end: datetime, drift_seconds: int, label_seconds: int
+    ) -> MonitorWindow:
+        """`monitoring`'s window for the stable version (set by a test; quiet by default)."""
+        self.monitored.append(target)
+        return self.monitoring.model_copy(
+            update={"drift_seconds": drift_seconds, "label_seconds": label_seconds}
         )
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 
 from serinus.api.spec import ModelDeploymentSpec
-from serinus.core.actions import EmitEvent
+from serinus.core.actions import EmitEvent, StartRetrain
 from serinus.kube import builders
 from serinus.traffic import naming
 
@@ -99,3 +99,58 @@ def test_events_are_valid_and_uniquely_named(kind):
     valid(first)
     assert first["metadata"]["name"] != second["metadata"]["name"]
     assert len(first["message"]) == 1024
+
+
+def test_retrain_job_is_the_template_plus_what_the_job_needs_to_know():
+    template = {
+        "metadata": {"labels": {"team": "ml"}, "annotations": {"a": "b"}},
+        "spec": {
+            "activeDeadlineSeconds": 3600,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "train",
+                            "image": "registry.example/train:1",
+                            "command": ["python", "/app/retrain.py"],
+                            "env": [{"name": "SERINUS_MODEL_URI", "value": "stale"}],
+                            "terminationMessagePath": "/tmp/result",
+                        }
+                    ]
+                }
+            },
+        },
+    }
+    spec = ModelDeploymentSpec.model_validate(
+        {"model": {"uri": "s3://m/iris-v1", "version": "1"}, "retrain": {"jobTemplate": template}}
+    )
+    action = StartRetrain(
+        job="retrain-20261123-120000", trigger="input-drift", reason="input-drift: x drifted",
+        model_uri="s3://m/iris-v1", model_sha256=None, model_version="1",
+        window_start=datetime(2026, 11, 23, 11, 55, tzinfo=UTC),
+        window_end=datetime(2026, 11, 23, 12, 0, tzinfo=UTC),
+    )  # fmt: skip
+    job = builders.build_retrain_job(spec, "iris", "ml", "uid-1", action)
+    valid(job)
+    assert job["metadata"]["name"] == "iris-retrain-20261123-120000"
+    assert job["metadata"]["labels"]["team"] == "ml"
+    assert job["metadata"]["labels"]["serinus.dev/role"] == "retrain"
+    assert job["metadata"]["annotations"] == {"a": "b"}
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert job["spec"]["backoffLimit"] == 0 and job["spec"]["activeDeadlineSeconds"] == 3600
+    pod = job["spec"]["template"]
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["metadata"]["labels"]["serinus.dev/role"] == "retrain"
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env["SERINUS_MODEL_URI"] == "s3://m/iris-v1"  # ours, not the template's stale one
+    assert env["SERINUS_MODEL_SHA256"] == ""
+    assert env["SERINUS_WINDOW_START"] == "2026-11-23T11:55:00Z"
+    assert env["SERINUS_RESULT_FILE"] == "/tmp/result"  # where this container's message goes
+    assert template["spec"]["template"]["spec"]["containers"][0]["env"] == [
+        {"name": "SERINUS_MODEL_URI", "value": "stale"}
+    ]  # the spec's template itself is not changed
+
+
+def test_retrain_job_names_fit_a_label_value():
+    name = builders.retrain_job_name("m" * 80, "retrain-20261123-120000")
+    assert len(name) <= 63 and name.endswith("-retrain-20261123-120000")

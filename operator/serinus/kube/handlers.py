@@ -180,14 +180,21 @@ def in_motion(body: kopf.Body, **_: Any) -> bool:
     return phase in _FAST_PHASES or bool(status.get("retiring")) or retraining
 
 
-def monitoring_due(body: kopf.Body, **_: Any) -> bool:
-    """A settled ModelDeployment whose next monitoring check time has passed."""
+def monitored(body: kopf.Body, **_: Any) -> bool:
+    """A settled ModelDeployment whose stable version is monitored."""
     status = body.get("status") or {}
-    due = (status.get("monitoring") or {}).get("nextCheckAt")
-    if not due or status.get("phase") != Phase.STABLE.value or in_motion(body):
-        return False
+    return (
+        bool((status.get("monitoring") or {}).get("nextCheckAt"))
+        and status.get("phase") == Phase.STABLE.value
+        and not in_motion(body)
+    )
+
+
+def monitoring_due(body: kopf.Body) -> bool:
+    """Its next monitoring check time has passed (read from the status: no API request)."""
+    due = ((body.get("status") or {}).get("monitoring") or {}).get("nextCheckAt")
     try:
-        return datetime.fromisoformat(due) <= datetime.now(UTC)
+        return due is not None and datetime.fromisoformat(due) <= datetime.now(UTC)
     except ValueError:
         return True  # a status we cannot read: let the tick rewrite it
 
@@ -218,9 +225,11 @@ def steady(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     _tick(body, patch)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=MONITOR_POLL_SECONDS, sharp=False, when=monitoring_due)
+# Kopf evaluates `when` on watch events only, so the clock is compared inside the handler.
+@kopf.timer(GROUP, VERSION, PLURAL, interval=MONITOR_POLL_SECONDS, sharp=False, when=monitored)
 def monitor(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    _tick(body, patch)
+    if monitoring_due(body):
+        _tick(body, patch)
 
 
 @kopf.on.event(

@@ -4,8 +4,11 @@
 `command` + `args` run as a child process (no image, no pod), with the container's literal `env`
 values, the same SERINUS_* facts a Kubernetes Job gets, and SERINUS_RESULT_FILE pointing at a
 file in the state directory instead of the termination-message path. Output goes to
-`<job>.log` beside it. Exit code 0 plus a JSON result is success, anything else a failure with
-the log's last line; the stable version is never touched either way (serinus.core.aftercare).
+`<job>.log` beside it. A command starting with `python` or `python3` runs with the interpreter of
+`serinus local up` (its venv has scikit-learn and serinus_runtime, as a training image would).
+It runs in the directory `serinus local up` was started from. Exit code 0 plus a JSON result is
+success, anything else a failure with the log's last line; the stable version is never touched
+either way (serinus.core.aftercare).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,8 @@ def local_command(retrain: RetrainSpec) -> tuple[list[str], dict[str, str]]:
             "spec.retrain.jobTemplate's first container has no command/args (strings): local "
             "mode has no image to take an entrypoint from; write the command out"
         )
+    if argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
     env = {
         e["name"]: str(e["value"])
         for e in container.get("env") or []
