@@ -432,6 +432,8 @@ class App:
             m.observe_feedback("correct", res.correct)
         if res.incorrect:
             m.observe_feedback("incorrect", res.incorrect)
+        if res.confusion:
+            m.observe_confusion(res.confusion)
         if res.scored:
             m.observe_feedback("scored", res.scored)
             m.feedback_abs += res.abs_error

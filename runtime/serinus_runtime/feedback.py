@@ -18,6 +18,9 @@ class FeedbackResult:
     scored: int = 0
     abs_error: float = 0.0
     sq_error: float = 0.0
+    confusion: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Classifiers: rows by (true label, predicted class), string forms; sums to correct +
+    incorrect."""
     unknown_ids: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
 
@@ -106,12 +109,14 @@ class FeedbackStore:
                         f"{where}: labels {labels!r} are not of the model's class type"
                     )
                     continue
-                same = [
-                    str(a) == str(b)
-                    for a, b in zip(np.asarray(lab).tolist(), pred.tolist(), strict=True)
-                ]
-                res.correct += sum(same)
-                res.incorrect += len(same) - sum(same)
+                confusion = res.confusion
+                same = 0
+                for a, b in zip(np.asarray(lab).tolist(), pred.tolist(), strict=True):
+                    key = (str(a), str(b))
+                    confusion[key] = confusion.get(key, 0) + 1
+                    same += key[0] == key[1]
+                res.correct += same
+                res.incorrect += len(labels) - same
             else:
                 try:
                     lab = np.asarray(labels, dtype=np.float64)

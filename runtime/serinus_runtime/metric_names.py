@@ -38,7 +38,12 @@ REASON: Final = "reason"
 OUTCOME: Final = "outcome"
 """Label: what a feedback label did, one of FEEDBACK_OUTCOMES."""
 LE: Final = "le"
-"""Label of histogram buckets (cumulative upper bound), set by Prometheus conventions."""
+"""Label of histogram buckets (cumulative upper bound), set by Prometheus conventions; also the
+bucket label of REFERENCE_PREDICTION_SHARE, with the same values as PREDICTION_VALUE's buckets."""
+KIND: Final = "kind"
+"""Label: kind of a profiled feature, "numeric" or "categorical" (see BIN)."""
+LABEL: Final = "label"
+"""Label: the true label sent as feedback, as its string form (compare CLASS), or LABEL_OTHER."""
 
 # ----------------------------------------------------------------------------- label values
 PROTOCOL_V2: Final = "v2"
@@ -87,6 +92,14 @@ FEEDBACK_OUTCOMES: Final = (
     "invalid",  # labels malformed or row count differs from the request's
 )
 
+LABEL_OTHER: Final = "__other__"
+"""LABEL value of every true label that is not one of the model's classes: such rows are always
+incorrect, and folding them into one value keeps the number of series bounded whatever clients
+send. (A model without known classes keeps its first MAX_FEEDBACK_LABELS label values.)"""
+MAX_FEEDBACK_LABELS: Final = 100
+"""Distinct LABEL values kept for a classifier whose classes are unknown; the rest are
+LABEL_OTHER."""
+
 # ----------------------------------------------------------------------------- metric names
 REQUESTS_TOTAL: Final = "serinus_requests_total"
 """Counter of HTTP requests by PROTOCOL, ENDPOINT and CODE (+ identity labels).
@@ -117,6 +130,13 @@ FEATURE_BIN_TOTAL: Final = "serinus_feature_bin_total"
 """Counter of input rows by FEATURE and BIN of the reference profile (see BIN). Absent when the
 model was served without a reference profile."""
 
+REFERENCE_FEATURE_SHARE: Final = "serinus_reference_feature_share"
+"""Gauge: the reference profile's share of rows in each bin, by FEATURE, BIN and KIND, for the
+features and bins FEATURE_BIN_TOTAL counts (same BIN values), plus BIN "missing" with the profile's
+missing fraction when it is > 0. A feature's shares (missing included) sum to 1: categorical
+frequencies, which the profile gives over present values, are scaled by (1 - missing). Constant,
+exposed from start-up; absent when the model was served without a reference profile."""
+
 INVALID_INPUTS_TOTAL: Final = "serinus_invalid_inputs_total"
 """Counter of rejected requests by REASON (one of INVALID_REASONS)."""
 
@@ -131,6 +151,18 @@ FEEDBACK_TOTAL{outcome="scored"}."""
 FEEDBACK_SQUARED_ERROR_TOTAL: Final = "serinus_feedback_squared_error_total"
 """Counter: sum of (label - prediction)^2 over scored feedback rows (regressors); RMSE =
 sqrt(this / FEEDBACK_TOTAL{outcome="scored"})."""
+
+FEEDBACK_CONFUSION_TOTAL: Final = "serinus_feedback_confusion_total"
+"""Counter of feedback rows by LABEL (true label) and CLASS (predicted class), classifiers only:
+the confusion matrix, for precision / recall / F1. Only rows counted as `correct` or `incorrect`
+in FEEDBACK_TOTAL count here (so its sum equals theirs); series appear with their first row."""
+
+REFERENCE_PREDICTION_SHARE: Final = "serinus_reference_prediction_share"
+"""Gauge: the reference profile's share of predictions. Classifiers: by CLASS, the profile's
+frequency of each predicted class. Regressors: by LE, the share in each PREDICTION_VALUE bucket,
+NOT cumulative, with exactly the `le` values of that histogram's buckets (its interior bounds,
+then "+Inf"). Constant, exposed from start-up; absent without a prediction profile (or for a
+regressor whose one-bin profile does not fit inside one default bucket)."""
 
 BATCH_ROWS: Final = "serinus_batch_rows"
 """Histogram of rows per model call after micro-batching (runtime tuning, not used by the judge)."""

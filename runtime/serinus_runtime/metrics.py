@@ -21,6 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.samples import Sample
 
 from serinus_runtime import metric_names as mn
 from serinus_runtime.model import ServedModel
@@ -62,6 +63,37 @@ class ModelStats:
             self.value_bounds = bounds
             self.value_counts = np.zeros(len(bounds) + 1, dtype=np.int64)
         self._prepare_features()
+        self.reference = self._reference()
+
+    def _reference(self) -> list[tuple[str, tuple[str, ...], float]]:
+        """The constant reference-share gauges, (name, extra label values, value), once per model.
+        REFERENCE_PREDICTION_SHARE's extra labels are (label name, value): CLASS or LE."""
+        out: list[tuple[str, tuple[str, ...], float]] = []
+        prof = self.model.profile
+        if prof is None:
+            return out
+        if self.edges is not None:
+            by_name = {f.name: f for f in prof.features}
+            feats = [(n, "numeric") for n in self.num_names]
+            feats += [(n, "categorical") for _, n, _ in self.cat]
+            for name, kind in feats:
+                fp = by_name[name]
+                for b, v in enumerate(_row_shares(fp.frequencies, fp.missing)):
+                    out.append((mn.REFERENCE_FEATURE_SHARE, (name, str(b), kind), v))
+                if fp.missing > 0:
+                    out.append((mn.REFERENCE_FEATURE_SHARE, (name, "missing", kind), fp.missing))
+        pp = prof.predictions
+        if self.model.kind == "classification" and pp.kind == "classes" and pp.classes:
+            for c, v in zip(pp.classes, pp.frequencies, strict=True):
+                out.append((mn.REFERENCE_PREDICTION_SHARE, (mn.CLASS, str(c)), float(v)))
+        elif self.value_bounds is not None and pp.kind == "values" and pp.edges:
+            bounds = self.value_bounds.tolist()
+            shares = _bucket_shares(bounds, pp.edges, pp.frequencies)
+            if shares is not None:
+                les = [*(_fmt(float(b)) for b in bounds), "+Inf"]
+                for le, v in zip(les, shares, strict=True):
+                    out.append((mn.REFERENCE_PREDICTION_SHARE, (mn.LE, le), v))
+        return out
 
     def _prepare_features(self) -> None:
         """Feature bins from the profile: numeric ones compared in one vectorised step."""
@@ -165,6 +197,32 @@ class ModelStats:
                     counts[index.get(str(v), other)] += 1
 
 
+def _row_shares(frequencies: list[float], missing: float) -> list[float]:
+    """A feature's bin frequencies as shares of all rows: bins + missing sum to 1. Numeric profiles
+    already count over all rows; categorical ones count over present values, so are scaled."""
+    total = float(sum(frequencies))
+    if total > 0 and abs(total + missing - 1.0) > 1e-6:
+        return [float(f) * (1.0 - missing) / total for f in frequencies]
+    return [float(f) for f in frequencies]
+
+
+def _bucket_shares(
+    bounds: list[float], edges: list[float], frequencies: list[float]
+) -> list[float] | None:
+    """The profile's prediction frequencies per histogram bucket (`bounds` + the +Inf bucket).
+    Bounds taken from the profile's interior edges line up bin for bin; otherwise (default bounds,
+    when the profile has a single bin) each bin with a share must fit in one bucket, else None."""
+    if len(edges) > 2 and bounds == [float(e) for e in edges[1:-1]]:
+        return [float(f) for f in frequencies]
+    shares = [0.0] * (len(bounds) + 1)
+    for i, f in enumerate(frequencies):
+        lo, hi = bisect_left(bounds, edges[i]), bisect_left(bounds, edges[i + 1])
+        if f and lo != hi:
+            return None
+        shares[lo] += float(f)
+    return shares
+
+
 class Metrics:
     """All counters of one served model (a reload starts a fresh set, as a restart would)."""
 
@@ -180,8 +238,12 @@ class Metrics:
         self.feedback: dict[str, int] = {}
         self.feedback_abs = 0.0
         self.feedback_sq = 0.0
+        self.confusion: dict[tuple[str, str], int] = {}  # (true label, predicted class) -> rows
         self.reloads: dict[str, int] = {}
         self.stats = ModelStats(model) if model is not None else None
+        classes = self.stats.classes if self.stats is not None else None
+        self.known_labels = frozenset(classes) if classes else None
+        self.confusion_labels: set[str] = set()  # LABEL values kept when classes are unknown
         self.model = model
         self.ready = False
         if model is not None:
@@ -206,6 +268,21 @@ class Metrics:
 
     def observe_feedback(self, outcome: str, n: int = 1) -> None:
         self.feedback[outcome] = self.feedback.get(outcome, 0) + n
+
+    def observe_confusion(self, counts: dict[tuple[str, str], int]) -> None:
+        """Feedback rows by (true label, predicted class); labels that are not classes of the
+        model are folded into LABEL_OTHER (see metric_names.LABEL_OTHER)."""
+        c = self.confusion
+        known, seen = self.known_labels, self.confusion_labels
+        for (label, cls), n in counts.items():
+            if known is not None:
+                keep = label in known
+            else:
+                keep = label in seen or len(seen) < mn.MAX_FEEDBACK_LABELS
+                if keep:
+                    seen.add(label)
+            key = (label if keep else mn.LABEL_OTHER, cls)
+            c[key] = c.get(key, 0) + n
 
 
 # ------------------------------------------------------------------------------ exposition
@@ -270,6 +347,8 @@ def snapshot(m: Metrics) -> Snapshot:
         snap.count(mn.INVALID_INPUTS_TOTAL, (*idv, reason), v)
     for outcome, v in m.feedback.items():
         snap.count(mn.FEEDBACK_TOTAL, (*idv, outcome), v)
+    for (label, cls), v in m.confusion.items():
+        snap.count(mn.FEEDBACK_CONFUSION_TOTAL, (*idv, label, cls), v)
     for outcome, v in m.reloads.items():
         snap.count(mn.RELOADS_TOTAL, (*idv, outcome), v)
     snap.gauge(mn.MODEL_READY, idv, 1.0 if m.ready else 0.0)
@@ -281,6 +360,8 @@ def snapshot(m: Metrics) -> Snapshot:
         snap.count(mn.FEEDBACK_ABSOLUTE_ERROR_TOTAL, idv, m.feedback_abs)
         snap.count(mn.FEEDBACK_SQUARED_ERROR_TOTAL, idv, m.feedback_sq)
     snap.gauge(mn.MODEL_INFO, (*idv, model.format, model.sha256, model.kind), 1.0)
+    for name, extra, v in s.reference:
+        snap.gauge(name, (*idv, *extra), v)
     snap.count(mn.ROWS_TOTAL, idv, s.rows)
     snap.hist(mn.BATCH_ROWS, idv, list(mn.BATCH_ROWS_BUCKETS), list(s.batch_counts), s.batch_sum)
     if s.class_counts is not None and s.classes is not None:
@@ -315,16 +396,25 @@ _COUNTERS: dict[str, tuple[str, list[str]]] = {
     mn.FEEDBACK_TOTAL: ("Feedback label rows by outcome.", [mn.OUTCOME]),
     mn.FEEDBACK_ABSOLUTE_ERROR_TOTAL: ("Sum of |label - prediction| over feedback rows.", []),
     mn.FEEDBACK_SQUARED_ERROR_TOTAL: ("Sum of squared errors over feedback rows.", []),
+    mn.FEEDBACK_CONFUSION_TOTAL: ("Feedback rows by true label and predicted class.",
+                                  [mn.LABEL, mn.CLASS]),
     mn.RELOADS_TOTAL: ("Model reloads by outcome.", [mn.OUTCOME]),
     mn.ROWS_TOTAL: ("Rows predicted.", []),
     mn.PREDICTIONS_TOTAL: ("Predicted rows by class.", [mn.CLASS]),
     mn.FEATURE_BIN_TOTAL: ("Input rows by feature and reference-profile bin.",
                            [mn.FEATURE, mn.BIN]),
 }  # fmt: skip
-_GAUGES: dict[str, tuple[str, list[str]]] = {
+# Extra labels None: the series' last two values are a label name and its value (the label
+# differs by model kind), kept in the order they were recorded.
+_GAUGES: dict[str, tuple[str, list[str] | None]] = {
     mn.MODEL_READY: ("1 when the model is loaded and warmed up.", []),
     mn.MODEL_INFO: ("The served model.", ["format", "sha256", "kind"]),
-}
+    mn.REFERENCE_FEATURE_SHARE: ("Reference profile's share of rows per feature bin.",
+                                 [mn.FEATURE, mn.BIN, mn.KIND]),
+    mn.REFERENCE_PREDICTION_SHARE: ("Reference profile's share of predictions per class "
+                                    "(classifiers) or per prediction_value bucket (regressors).",
+                                    None),
+}  # fmt: skip
 _HISTS: dict[str, tuple[str, list[str]]] = {
     mn.LATENCY_SECONDS: ("Inference request latency in seconds.", [mn.PROTOCOL, mn.ENDPOINT]),
     mn.BATCH_ROWS: ("Rows per model call after batching.", []),
@@ -340,9 +430,15 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         yield fam
     for name, (doc, extra) in _GAUGES.items():
         if name in snap.gauges:
-            g = GaugeMetricFamily(name, doc, labels=[*_ID, *extra])
-            for labels, v in sorted(snap.gauges[name].items()):
-                g.add_metric(list(labels), v)
+            if extra is None:
+                g = GaugeMetricFamily(name, doc, labels=_ID)
+                for (*ident, key, value), v in snap.gauges[name].items():
+                    named = {**dict(zip(_ID, ident, strict=True)), key: value}
+                    g.samples.append(Sample(name, named, v))
+            else:
+                g = GaugeMetricFamily(name, doc, labels=[*_ID, *extra])
+                for labels, v in sorted(snap.gauges[name].items()):
+                    g.add_metric(list(labels), v)
             yield g
     for name, (doc, extra) in _HISTS.items():
         if name in snap.hists:
