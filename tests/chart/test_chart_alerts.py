@@ -28,6 +28,8 @@ ALERTS = {
     "runtimeErrorRate": "SerinusRuntimeErrorRateHigh",
     "inputDrift": "SerinusInputDrift",
     "accuracyBelowFloor": "SerinusAccuracyBelowFloor",
+    "modelDrifted": "SerinusModelDrifted",
+    "modelDegraded": "SerinusModelDegraded",
 }
 
 
@@ -117,6 +119,7 @@ def test_label_values_in_the_rules_are_the_ones_exposed() -> None:
         runtime_metrics.OUTCOME: set(runtime_metrics.FEEDBACK_OUTCOMES),
         "verdict": {v.value for v in Verdict},
         "result": {r.value for r in RolloutResult},
+        "check": set(operator_metrics.MONITOR_CHECKS),
     }
     exprs = "\n".join(rule["expr"] for rule in alert_rules())
     matchers = re.findall(r'(\w+)=~?"([^"]+)"', exprs)
@@ -133,7 +136,13 @@ def test_label_values_in_the_rules_are_the_ones_exposed() -> None:
     exposed = operator_metrics.OperatorMetrics()
     operator_labels = {
         label
-        for metric in (exposed.rollouts, exposed.verdicts, exposed.weight, exposed.phase)
+        for metric in (
+            exposed.rollouts,
+            exposed.verdicts,
+            exposed.weight,
+            exposed.phase,
+            exposed.alarm,
+        )
         for label in metric._labelnames  # prometheus_client keeps no public accessor
     }
     assert "namespace" in operator_labels and "name" in operator_labels
@@ -210,6 +219,8 @@ TEST_ALERTS: dict[str, dict[str, Any]] = {
         "for": "5m",
     },
     "accuracyBelowFloor": {"floor": 0.8, "window": "10m", "minLabels": 50, "for": "5m"},
+    "modelDrifted": {"for": "5m"},
+    "modelDegraded": {"for": "5m"},
 }
 
 
@@ -408,6 +419,44 @@ def accuracy_case() -> dict[str, Any]:
     }
 
 
+def monitoring_alarm_case() -> dict[str, Any]:
+    def alarm(name: str, check: str, values: str) -> dict[str, str]:
+        labels = {"namespace": "ml", "name": name, "check": check, **OPERATOR}
+        return series(operator_metrics.MONITOR_ALARM, values, **labels)
+
+    iris = {"namespace": "ml", "name": "iris", "check": "input-drift"}
+    return {
+        "interval": "1m",
+        "input_series": [
+            alarm("iris", "input-drift", "0x5 1x20"),  # raised at 6m, held
+            alarm("iris", "accuracy", "0x20"),
+            alarm("shop", "accuracy", "0x3 1x20"),  # raised at 4m
+            alarm("shop", "input-drift", "0x3 1x2 0x20"),  # raised 2m only: below `for`
+        ],
+        "alert_rule_test": [
+            alert("SerinusModelDrifted", "8m", []),  # pending
+            alert(
+                "SerinusModelDrifted",
+                "15m",
+                [{"severity": "warning", **iris}],
+                summary="ModelDeployment {namespace}/{name}: {check} alarm",
+                description="Monitoring of the stable version of {namespace}/{name} raised its "
+                "{check} alarm (its spec.monitoring thresholds). Which features and by how much: "
+                "kubectl get md -n {namespace} {name} -o jsonpath='{{.status.monitoring}}'",
+            ),
+            alert(
+                "SerinusModelDegraded",
+                "15m",
+                [{"severity": "critical", "namespace": "ml", "name": "shop", "check": "accuracy"}],
+                summary="ModelDeployment {namespace}/{name}: {check} alarm",
+                description="Monitoring of the stable version of {namespace}/{name} raised its "
+                "{check} alarm: see the Degraded condition (kubectl describe md -n {namespace} "
+                "{name}); spec.retrain starts a retraining Job on it when configured.",
+            ),
+        ],
+    }
+
+
 def test_alerts_fire_when_they_should_and_only_then(promtool: str, tmp_path: Path) -> None:
     """`promtool test rules` over synthetic series named exactly like the real ones."""
     groups = copy.deepcopy(rule_groups(monitoring(alerts=TEST_ALERTS)))
@@ -415,7 +464,10 @@ def test_alerts_fire_when_they_should_and_only_then(promtool: str, tmp_path: Pat
         if rule["alert"] != "SerinusInputDrift" and "$value" in str(rule.get("annotations")):
             del rule["annotations"]  # their $value is checked for the PSI alone, as its formula
     write_rule_file(tmp_path / "rules.yaml", groups)
-    cases = [rollback_case(), inconclusive_case(), error_rate_case(), drift_case(), accuracy_case()]
+    cases = [
+        rollback_case(), inconclusive_case(), error_rate_case(), drift_case(), accuracy_case(),
+        monitoring_alarm_case(),
+    ]  # fmt: skip
     tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": cases}
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests, sort_keys=False, width=1000))
     result = subprocess.run(

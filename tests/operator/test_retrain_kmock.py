@@ -21,7 +21,9 @@ from test_operator_kmock import (
     status,
 )
 
+import serinus.kube.handlers as handlers
 from serinus.core.monitor_window import MonitorWindow
+from serinus.kube.operator_metrics import MONITOR_ALARM, MONITOR_VALUE, RETRAINS_TOTAL
 
 pytestmark = pytest.mark.looptime(False)
 
@@ -156,6 +158,13 @@ async def test_accuracy_alarm_starts_the_job_and_autodeploy_rolls_out_the_candid
     assert conditions(k8s)["Degraded"]["status"] == "True"
     assert conditions(k8s)["Degraded"]["reason"] == "AccuracyLow"
     assert events(k8s, "AccuracyLow") and events(k8s, "RetrainStarted")
+    registry = handlers.driver().metrics.registry
+    labels = {"namespace": NS, "name": "iris"}
+    assert registry.get_sample_value(MONITOR_ALARM, {**labels, "check": "accuracy"}) == 1
+    assert registry.get_sample_value(MONITOR_ALARM, {**labels, "check": "input-drift"}) == 0
+    assert registry.get_sample_value(MONITOR_VALUE, {**labels, "check": "accuracy"}) == 0.3
+    started = {**labels, "result": "started"}
+    assert registry.get_sample_value(RETRAINS_TOTAL, started) == 1
 
     result = json.dumps({"uri": "file:///models/1.1.0", "sha256": NEW_SHA, "version": "1.1.0"})
     await finish_retrain(k8s, name, succeeded=True, message=result)

@@ -1,5 +1,7 @@
 """The operator's own /metrics: rollouts by result, verdicts by metric, weight and phase,
-notifications by target and result."""
+notifications by target and result, monitoring values and alarms of the stable version, and
+retraining Jobs by result. The chart's alert rules read the monitoring alarm gauge, so an alert
+fires exactly when the operator's own check (with the ModelDeployment's thresholds) fails."""
 
 from __future__ import annotations
 
@@ -14,6 +16,11 @@ VERDICTS_TOTAL = "serinus_operator_analysis_verdicts_total"
 CANARY_WEIGHT = "serinus_operator_canary_weight"
 PHASE = "serinus_operator_phase"
 NOTIFICATIONS_TOTAL = "serinus_operator_notifications_total"
+MONITOR_ALARM = "serinus_operator_monitoring_alarm"
+MONITOR_VALUE = "serinus_operator_monitoring_value"
+FEATURE_PSI = "serinus_operator_feature_psi"
+RETRAINS_TOTAL = "serinus_operator_retrains_total"
+MONITOR_CHECKS = ("input-drift", "prediction-drift", "integrity", "accuracy")
 
 
 class OperatorMetrics:
@@ -50,6 +57,33 @@ class OperatorMetrics:
             ["target", "result"],
             registry=self.registry,
         )
+        self.alarm = Gauge(
+            MONITOR_ALARM,
+            "1 while a monitoring check of the stable version has its alarm raised (input-drift, "
+            "prediction-drift, integrity, accuracy), else 0.",
+            ["namespace", "name", "check"],
+            registry=self.registry,
+        )
+        self.monitored = Gauge(
+            MONITOR_VALUE,
+            "The last value a monitoring check measured (largest feature PSI, prediction PSI, "
+            "worst integrity share, accuracy/F1/MAE/RMSE).",
+            ["namespace", "name", "check"],
+            registry=self.registry,
+        )
+        self.feature_psi = Gauge(
+            FEATURE_PSI,
+            "PSI of the top drifting input features against the reference profile.",
+            ["namespace", "name", "feature"],
+            registry=self.registry,
+        )
+        self._features: dict[tuple[str, str], set[str]] = {}
+        self.retrains = Counter(
+            RETRAINS_TOTAL,
+            "Retraining Jobs by result (started, succeeded, failed).",
+            ["namespace", "name", "result"],
+            registry=self.registry,
+        )
 
     def record(
         self,
@@ -67,6 +101,38 @@ class OperatorMetrics:
         self.weight.labels(namespace, name).set(after.canary.weight if after.canary else 0)
         for phase in Phase:
             self.phase.labels(namespace, name, phase.value).set(int(after.phase == phase))
+        self._monitoring(namespace, name, before, after)
+
+    def _monitoring(
+        self,
+        namespace: str,
+        name: str,
+        before: ModelDeploymentStatus,
+        after: ModelDeploymentStatus,
+    ) -> None:
+        monitoring = after.monitoring
+        for check in MONITOR_CHECKS:
+            raised = monitoring is not None and check in monitoring.alarms
+            self.alarm.labels(namespace, name, check).set(int(raised))
+        if monitoring is not None and monitoring != before.monitoring:
+            for result in monitoring.results:
+                if result.value is not None:
+                    self.monitored.labels(namespace, name, result.name).set(result.value)
+            shown = {drift.feature for drift in monitoring.top_drifters}
+            for gone in self._features.get((namespace, name), set()) - shown:
+                self.feature_psi.remove(namespace, name, gone)
+            self._features[(namespace, name)] = shown
+            for drift in monitoring.top_drifters:
+                self.feature_psi.labels(namespace, name, drift.feature).set(drift.psi)
+        started_before = before.retrain.started_at if before.retrain else None
+        if after.retrain is not None:
+            if after.retrain.started_at != started_before and after.retrain.running:
+                self.retrains.labels(namespace, name, "started").inc()
+            ended_before = before.retrain.last_result if before.retrain else None
+            if after.retrain.last_result and after.retrain.last_result != ended_before:
+                ended = after.retrain.last_result.split(":", 1)[0]
+                result = "succeeded" if ended.endswith(" succeeded") else "failed"
+                self.retrains.labels(namespace, name, result).inc()
 
     def notification(self, target: str, result: str) -> None:
         """One notification's outcome (called from the notifier's worker threads)."""
@@ -75,6 +141,12 @@ class OperatorMetrics:
     def forget(self, namespace: str, name: str) -> None:
         series = [(self.weight, (namespace, name))]
         series += [(self.phase, (namespace, name, phase.value)) for phase in Phase]
+        series += [(self.alarm, (namespace, name, check)) for check in MONITOR_CHECKS]
+        series += [(self.monitored, (namespace, name, check)) for check in MONITOR_CHECKS]
+        series += [
+            (self.feature_psi, (namespace, name, feature))
+            for feature in self._features.pop((namespace, name), set())
+        ]
         for gauge, labels in series:
             with contextlib.suppress(KeyError):  # a series never set
                 gauge.remove(*labels)
