@@ -10,6 +10,11 @@ which the runtime exposes from start-up. Scraped but without requests → 0 requ
 then says "only 0 canary requests"); not scraped at all → an error naming the selector.
 Known limit: a counter series is created by its first increment, and Prometheus' increase()
 does not count a series' first sample, so the first requests of a new status code are missed.
+
+Monitoring (`monitor`) reads the stable revision with one query (promql.monitor) evaluated at
+the check's end: counters over the drift window, feedback over the label window, and the
+reference shares the runtime exposes. The same limit applies: the first rejected input of a
+reason, or the first feedback row of an outcome, creates its series and is not counted.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from serinus.core.monitor_window import MonitorWindow
 from serinus.core.window import AnalysisWindow, Bucket, VariantWindow
 from serinus.metrics import promql
-from serinus.metrics.provider import AnalysisTarget
+from serinus.metrics.provider import AnalysisTarget, MonitorTarget
 from serinus_runtime import metric_names as mn
 
 _QUERY_PATH = "/api/v1/query"
@@ -101,6 +107,28 @@ class PrometheusProvider:
             return AnalysisWindow(error=str(problem), interval_seconds=seconds)
         return AnalysisWindow(canary=canary, stable=stable, interval_seconds=seconds)
 
+    def monitor(
+        self, target: MonitorTarget, end: datetime, drift_seconds: int, label_seconds: int
+    ) -> MonitorWindow:
+        drift, label = max(1, int(drift_seconds)), max(1, int(label_seconds))
+        query = promql.monitor(target, drift, label)
+        try:
+            samples = self.query(query, _utc(end).timestamp(), "monitoring query")
+        except PrometheusError as problem:
+            return MonitorWindow(error=str(problem), drift_seconds=drift, label_seconds=label)
+        parts: dict[str, list[Sample]] = {}
+        for sample in samples:
+            parts.setdefault(sample.metric.get(promql.MONITOR_PART, ""), []).append(sample)
+        if not parts.get(promql.PART_READY):
+            selector = promql.selector(mn.MODEL_READY, target, target.revision)
+            error = (
+                f"Prometheus at {self.address} has no series {selector} in the last {drift}s "
+                "for the stable version: check that Prometheus scrapes the stable pods' "
+                "/metrics and keeps their model and revision labels"
+            )
+            return MonitorWindow(error=error, drift_seconds=drift, label_seconds=label)
+        return _monitor_window(parts, drift, label)
+
     # --- one variant ---------------------------------------------------------------------------
 
     def _variant(self, scope: _Scope) -> VariantWindow:
@@ -175,9 +203,9 @@ class PrometheusProvider:
 
     # --- the HTTP API --------------------------------------------------------------------------
 
-    def query(self, query: str, at: float) -> list[Sample]:
+    def query(self, query: str, at: float, context: str = "built-in query") -> list[Sample]:
         """An instant query evaluated at `at` (Unix seconds) that must return a vector."""
-        result_type, result = self._raw_query(query, at, "built-in query")
+        result_type, result = self._raw_query(query, at, context)
         if result_type != "vector":
             raise PrometheusError(
                 f"Prometheus at {self.address} answered a {result_type} where a vector was "
@@ -280,3 +308,61 @@ def _feature_bins(samples: list[Sample]) -> dict[str, list[float]] | None:
         feature: [by_bin.get(index, 0.0) for index in range(max(by_bin) + 1)]
         for feature, by_bin in counts.items()
     }
+
+
+# --- monitoring ----------------------------------------------------------------------------------
+
+
+def _count(sample: Sample) -> float:
+    """A sample as a count: NaN (no data in a ratio) and float noise below zero become 0."""
+    value = sample.number
+    return value if value > 0 else 0.0
+
+
+def _monitor_window(parts: dict[str, list[Sample]], drift: int, label: int) -> MonitorWindow:
+    def part(name: str) -> list[Sample]:
+        return parts.get(name, [])
+
+    def by(name: str, label_name: str) -> dict[str, float]:
+        return {s.metric.get(label_name, ""): _count(s) for s in part(name)}
+
+    bins = part(promql.PART_BINS)
+    confusion: dict[str, dict[str, float]] = {}
+    for sample in part(promql.PART_CONFUSION):
+        true, predicted = sample.metric.get(mn.LABEL, ""), sample.metric.get(mn.CLASS, "")
+        confusion.setdefault(true, {})[predicted] = _count(sample)
+    references = part(promql.PART_REFERENCE_FEATURES)
+    predictions = part(promql.PART_REFERENCE_PREDICTIONS)
+    reference_classes = {
+        s.metric[mn.CLASS]: _count(s) for s in predictions if s.metric.get(mn.CLASS)
+    }
+    reference_buckets = sorted(
+        (float(s.metric[mn.LE]), _count(s)) for s in predictions if s.metric.get(mn.LE)
+    )
+    return MonitorWindow(
+        drift_seconds=drift,
+        label_seconds=label,
+        requests=sum(_count(s) for s in part(promql.PART_REQUESTS)),
+        rows=sum(_count(s) for s in part(promql.PART_ROWS)),
+        invalid=by(promql.PART_INVALID, mn.REASON),
+        feature_bins=_feature_bins(bins) or {},
+        feature_missing={
+            s.metric.get(mn.FEATURE, ""): _count(s)
+            for s in bins
+            if s.metric.get(mn.BIN) == "missing"
+        },
+        reference_features=_feature_bins(references) or {},
+        categorical=frozenset(
+            s.metric.get(mn.FEATURE, "")
+            for s in references
+            if s.metric.get(mn.KIND) == "categorical"
+        ),
+        prediction_counts=by(promql.PART_CLASSES, mn.CLASS) or None,
+        reference_predictions=reference_classes or None,
+        prediction_buckets=_buckets(part(promql.PART_VALUES)),
+        reference_prediction_buckets=reference_buckets or None,
+        feedback=by(promql.PART_FEEDBACK, mn.OUTCOME),
+        feedback_absolute_error=sum(_count(s) for s in part(promql.PART_ABSOLUTE_ERROR)),
+        feedback_squared_error=sum(_count(s) for s in part(promql.PART_SQUARED_ERROR)),
+        confusion=confusion,
+    )

@@ -5,6 +5,10 @@ Every built-in query selects one revision's series of one model: `model=<name>`,
 Prometheus' service discovery adds that label; in local mode there is none). Each returns one
 increase over the window, summed over pods and grouped by what the judge reads (status code,
 histogram bound `le`, class, feature and bin).
+
+Monitoring reads the stable revision with one query (`monitor`): the union of tagged parts, the
+counters' increases over the drift and label windows and the reference gauges, so every number of
+a check comes from one evaluation.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 import re
 from collections.abc import Mapping
 
-from serinus.metrics.provider import AnalysisTarget
+from serinus.metrics.provider import AnalysisTarget, MonitorTarget
 from serinus_runtime import metric_names as mn
 
 TEMPLATE_VARIABLES = ("namespace", "name", "variant", "revision", "interval")
@@ -21,6 +25,10 @@ TEMPLATE_VARIABLES = ("namespace", "name", "variant", "revision", "interval")
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
+
+
+Target = AnalysisTarget | MonitorTarget
+"""Whose series: both name the model (and namespace) the runtime's labels carry."""
 
 
 class TemplateError(ValueError):
@@ -50,7 +58,7 @@ def duration(seconds: int) -> str:
 
 def selector(
     metric: str,
-    target: AnalysisTarget,
+    target: Target,
     revision: str,
     *,
     equal: Mapping[str, str] | None = None,
@@ -66,7 +74,7 @@ def selector(
     return f"{metric}{{{','.join(matchers)}}}"
 
 
-def _inference(target: AnalysisTarget, revision: str, metric: str) -> str:
+def _inference(target: Target, revision: str, metric: str) -> str:
     return selector(
         metric, target, revision, regex={mn.ENDPOINT: regex_alternatives(mn.INFERENCE_ENDPOINTS)}
     )
@@ -114,6 +122,78 @@ def presence(target: AnalysisTarget, revision: str, seconds: int) -> str:
     first request."""
     series = selector(mn.MODEL_READY, target, revision)
     return f"max(max_over_time({series}[{duration(seconds)}]))"
+
+
+# --- monitoring ----------------------------------------------------------------------------------
+
+MONITOR_PART = "serinus_part"
+"""Label `monitor` adds to each series of its result: which part (PART_*) it belongs to."""
+
+PART_READY = "ready"
+PART_REQUESTS = "requests"
+PART_ROWS = "rows"
+PART_INVALID = "invalid"
+PART_BINS = "bins"
+PART_CLASSES = "classes"
+PART_VALUES = "values"
+PART_FEEDBACK = "feedback"
+PART_ABSOLUTE_ERROR = "absolute_error"
+PART_SQUARED_ERROR = "squared_error"
+PART_CONFUSION = "confusion"
+PART_REFERENCE_FEATURES = "reference_features"
+PART_REFERENCE_PREDICTIONS = "reference_predictions"
+
+
+def _tagged(part: str, query: str) -> str:
+    """`query` with MONITOR_PART=`part` on every series (label_replace of an empty source)."""
+    return f'label_replace({query}, "{MONITOR_PART}", "{part}", "", "")'
+
+
+def monitor(target: MonitorTarget, drift_seconds: int, label_seconds: int) -> str:
+    """Everything monitoring reads of the stable revision, as one query: the `or` of parts
+    tagged with MONITOR_PART (so no two parts' series can collide).
+
+    Over the drift window: PART_READY (MODEL_READY seen at all: the revision is scraped),
+    inference requests of every status, rows, rejected inputs by reason, input rows by feature
+    and bin, predictions by class (classifiers) or per value bucket (regressors). Over the
+    label window: feedback rows by outcome, the regressor's error sums, the confusion counts
+    by true label and predicted class. The reference gauges are constant per revision: the
+    last value in the drift window, the max over pods (all pods serve the same bundle), so a
+    pod that just restarted, or one gone since, still gives them."""
+    revision = target.revision
+    drift, label = duration(drift_seconds), duration(label_seconds)
+
+    def counted(metric: str, by: str = "", window: str = drift, **regex: str) -> str:
+        series = selector(metric, target, revision, regex=regex or None)
+        grouped = f"sum by ({by}) " if by else "sum"
+        return f"{grouped}(increase({series}[{window}]))"
+
+    def reference(metric: str, by: str) -> str:
+        series = selector(metric, target, revision)
+        return f"max by ({by}) (last_over_time({series}[{drift}]))"
+
+    ready = f"max(max_over_time({selector(mn.MODEL_READY, target, revision)}[{drift}]))"
+    endpoints = regex_alternatives(mn.INFERENCE_ENDPOINTS)
+    parts = {
+        PART_READY: ready,
+        PART_REQUESTS: counted(mn.REQUESTS_TOTAL, **{mn.ENDPOINT: endpoints}),
+        PART_ROWS: counted(mn.ROWS_TOTAL),
+        PART_INVALID: counted(mn.INVALID_INPUTS_TOTAL, mn.REASON),
+        PART_BINS: counted(mn.FEATURE_BIN_TOTAL, f"{mn.FEATURE}, {mn.BIN}"),
+        PART_CLASSES: counted(mn.PREDICTIONS_TOTAL, mn.CLASS),
+        PART_VALUES: counted(f"{mn.PREDICTION_VALUE}_bucket", mn.LE),
+        PART_FEEDBACK: counted(mn.FEEDBACK_TOTAL, mn.OUTCOME, label),
+        PART_ABSOLUTE_ERROR: counted(mn.FEEDBACK_ABSOLUTE_ERROR_TOTAL, window=label),
+        PART_SQUARED_ERROR: counted(mn.FEEDBACK_SQUARED_ERROR_TOTAL, window=label),
+        PART_CONFUSION: counted(mn.FEEDBACK_CONFUSION_TOTAL, f"{mn.LABEL}, {mn.CLASS}", label),
+        PART_REFERENCE_FEATURES: reference(
+            mn.REFERENCE_FEATURE_SHARE, f"{mn.FEATURE}, {mn.BIN}, {mn.KIND}"
+        ),
+        PART_REFERENCE_PREDICTIONS: reference(
+            mn.REFERENCE_PREDICTION_SHARE, f"{mn.CLASS}, {mn.LE}"
+        ),
+    }
+    return " or ".join(_tagged(part, query) for part, query in parts.items())
 
 
 def render(template: str, target: AnalysisTarget, variant: str, revision: str, seconds: int) -> str:

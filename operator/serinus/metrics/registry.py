@@ -11,9 +11,15 @@ from collections.abc import Callable
 from datetime import datetime
 
 from serinus.api.spec import AnalysisProvider, AnalysisSpec
+from serinus.core.monitor_window import MonitorWindow
 from serinus.core.window import AnalysisWindow
 from serinus.metrics.prometheus import PrometheusProvider
-from serinus.metrics.provider import AnalysisTarget, MetricsProvider, MetricsSource
+from serinus.metrics.provider import (
+    AnalysisTarget,
+    MetricsProvider,
+    MetricsSource,
+    MonitorTarget,
+)
 from serinus.metrics.scrape import ScrapeProvider
 
 ProviderFactory = Callable[[AnalysisSpec, MetricsSource | None], MetricsProvider]
@@ -28,7 +34,8 @@ NO_PROMETHEUS = (
 
 class UnconfiguredProvider:
     """A provider that cannot measure: every window is an error, so every check is
-    Inconclusive with the reason — never a Pass, and the stable version keeps serving."""
+    Inconclusive with the reason — never a Pass, and the stable version keeps serving; every
+    monitoring window too, so monitoring raises no alarm."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -39,6 +46,15 @@ class UnconfiguredProvider:
     def window(self, target: AnalysisTarget, start: datetime, end: datetime) -> AnalysisWindow:
         seconds = max((end - start).total_seconds(), 0.001)
         return AnalysisWindow(error=self.reason, interval_seconds=seconds)
+
+    def monitor(
+        self, target: MonitorTarget, end: datetime, drift_seconds: int, label_seconds: int
+    ) -> MonitorWindow:
+        return MonitorWindow(
+            error=self.reason,
+            drift_seconds=max(drift_seconds, 0.001),
+            label_seconds=max(label_seconds, 0.001),
+        )
 
     def close(self) -> None:
         pass

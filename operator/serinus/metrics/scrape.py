@@ -17,6 +17,15 @@ Rules, Prometheus-like where Prometheus has one:
 - Custom metrics (PromQL queries) need the prometheus provider; they are left out here.
 - Memory stays bounded: a few samples per revision, forgotten when a revision has not been asked
   about for `forget_after`.
+
+Monitoring (`monitor`) keeps its own history of the stable revision: one sample per check, the
+last MONITOR_SAMPLES_KEPT, and only those of the label window (plus the one just before it).
+The drift window's increase is from the kept sample closest to its start (the one at or before
+it unless a later one is closer by more than `slack`), the label window's likewise; a history
+shorter than a window gives the increase since its oldest sample, and the window says how many
+seconds it actually covers. The first check has no earlier sample: an error (no alarm), and its
+sample is the next check's baseline. The reference shares are gauges, read from the sample
+taken now.
 """
 
 from __future__ import annotations
@@ -28,23 +37,36 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from serinus.core.monitor_window import MonitorWindow
 from serinus.core.window import AnalysisWindow, Bucket, VariantWindow
-from serinus.metrics.provider import AnalysisTarget, MetricsSource, ScrapeError
+from serinus.metrics.provider import AnalysisTarget, MetricsSource, MonitorTarget, ScrapeError
 from serinus_runtime import metric_names as mn
 
 NO_BASELINE = (
     "no baseline sample at the window start (operator restarted?): the next window will have one"
 )
+NO_MONITOR_BASELINE = (
+    "no earlier sample of the stable version yet: monitoring starts with the next check"
+)
 PROCESS_START = "process_start_time_seconds"
 SAMPLES_KEPT = 4
+MONITOR_SAMPLES_KEPT = 64
 MIN_WINDOW_SECONDS = 0.001
 
 Series = tuple[str, ...]
-"""What one counter measures, e.g. ("requests", "503"), ("latency", "0.005"), ("bin", "f", "2")."""
+"""What one counter measures, e.g. ("requests", "503"), ("latency", "0.005"), ("bin", "f", "2");
+or one gauge, e.g. ("reference_feature", "f", "2", "numeric")."""
 
 _REQUESTS, _LATENCY, _CLASS, _VALUE, _BIN = "requests", "latency", "class", "value", "bin"
+_ROWS, _INVALID, _FEEDBACK, _CONFUSION = "rows", "invalid", "feedback", "confusion"
+_ABSOLUTE_ERROR, _SQUARED_ERROR = "absolute_error", "squared_error"
+_REFERENCE_FEATURE, _REFERENCE_CLASS, _REFERENCE_VALUE = (
+    "reference_feature",
+    "reference_class",
+    "reference_value",
+)
 
 
 def _utc_now() -> datetime:
@@ -52,12 +74,14 @@ def _utc_now() -> datetime:
 
 
 class PodCounters(BaseModel):
-    """The counters the judge needs from one pod's /metrics, summed over protocols/endpoints."""
+    """The counters the judge and the monitor need from one pod's /metrics, summed over
+    protocols/endpoints, and the reference gauges (kept apart: a gauge is no counter)."""
 
     model_config = ConfigDict(frozen=True)
 
     started_at: float | None = None
     series: dict[Series, float]
+    gauges: dict[Series, float] = Field(default_factory=dict)
 
 
 class Snapshot(BaseModel):
@@ -82,6 +106,29 @@ class _RevisionHistory:
         return min(near, key=lambda s: abs(s.taken_at - moment), default=None)
 
 
+class _MonitorHistory:
+    """One sample of a monitored revision per check, oldest first."""
+
+    def __init__(self, now: datetime) -> None:
+        self.snapshots: deque[Snapshot] = deque(maxlen=MONITOR_SAMPLES_KEPT)
+        self.last_used = now
+        self.keep_for = timedelta(0)
+        """How long the history stays useful without a check (its label window, at least)."""
+
+    def add(self, snapshot: Snapshot, cutoff: datetime) -> list[Snapshot]:
+        """Keep `snapshot`; drop the samples before the last one at or before `cutoff`.
+        Returns the samples taken before `snapshot`, oldest first."""
+        earlier = sorted(
+            (s for s in self.snapshots if s.taken_at < snapshot.taken_at), key=lambda s: s.taken_at
+        )
+        while len(earlier) > 1 and earlier[1].taken_at <= cutoff:
+            earlier.pop(0)
+        self.snapshots.clear()
+        self.snapshots.extend(earlier[-(MONITOR_SAMPLES_KEPT - 1) :])
+        self.snapshots.append(snapshot)
+        return earlier
+
+
 _HistoryKey = tuple[str | None, str, str]
 
 
@@ -103,6 +150,7 @@ class ScrapeProvider:
         self.slack = slack
         self.forget_after = forget_after
         self._histories: dict[_HistoryKey, _RevisionHistory] = {}
+        self._monitored: dict[_HistoryKey, _MonitorHistory] = {}
         self._lock = threading.Lock()
 
     def mark(self, target: AnalysisTarget) -> None:
@@ -138,10 +186,57 @@ class ScrapeProvider:
             canary=observed["canary"], stable=observed["stable"], interval_seconds=seconds
         )
 
+    def monitor(
+        self, target: MonitorTarget, end: datetime, drift_seconds: int, label_seconds: int
+    ) -> MonitorWindow:
+        drift = timedelta(seconds=max(drift_seconds, MIN_WINDOW_SECONDS))
+        label = timedelta(seconds=max(label_seconds, MIN_WINDOW_SECONDS))
+        asked = {
+            "drift_seconds": drift.total_seconds(),
+            "label_seconds": label.total_seconds(),
+        }
+        with self._lock:
+            self._forget_idle(self.clock())
+        try:
+            now = self._read("stable", target.revision)
+        except ScrapeError as problem:
+            return MonitorWindow(error=str(problem), **asked)
+        if not now.pods:
+            # Not kept: pods that come back would count everything since their start.
+            error = f"the stable version ({target.revision}) has no ready pod to read metrics from"
+            return MonitorWindow(error=error, **asked)
+        with self._lock:
+            key = (target.namespace, target.name, target.revision)
+            history = self._monitored.setdefault(key, _MonitorHistory(now.taken_at))
+            history.last_used = now.taken_at
+            history.keep_for = label + drift + self.slack
+            earlier = history.add(now, now.taken_at - label - self.slack)
+        if not earlier:
+            return MonitorWindow(error=NO_MONITOR_BASELINE, **asked)
+        end = end if end.tzinfo is not None else end.replace(tzinfo=UTC)
+        drift_base = _monitor_baseline(earlier, end - drift, self.slack)
+        label_base = _monitor_baseline(earlier, end - label, self.slack)
+        return _monitor_window(
+            increase(drift_base, now),
+            increase(label_base, now),
+            _gauges(now),
+            drift_seconds=self._covered(drift_base, now, end - drift, drift),
+            label_seconds=self._covered(label_base, now, end - label, label),
+        )
+
+    def _covered(
+        self, baseline: Snapshot, now: Snapshot, start: datetime, asked: timedelta
+    ) -> float:
+        """The window asked for when the baseline is near its start, else what it covers."""
+        if abs(baseline.taken_at - start) <= self.slack:
+            return asked.total_seconds()
+        return max((now.taken_at - baseline.taken_at).total_seconds(), MIN_WINDOW_SECONDS)
+
     def close(self) -> None:
         """Forget every sample (the source belongs to whoever created it)."""
         with self._lock:
             self._histories.clear()
+            self._monitored.clear()
 
     # --- samples -------------------------------------------------------------------------------
 
@@ -181,11 +276,23 @@ class ScrapeProvider:
         idle = [key for key, h in self._histories.items() if now - h.last_used > self.forget_after]
         for key in idle:
             del self._histories[key]
+        unused = [
+            key
+            for key, m in self._monitored.items()
+            if now - m.last_used > max(self.forget_after, m.keep_for)
+        ]
+        for key in unused:
+            del self._monitored[key]
 
     @property
     def revisions_kept(self) -> int:
         """How many revisions have samples in memory."""
         return len(self._histories)
+
+    @property
+    def monitored_kept(self) -> dict[str, int]:
+        """How many monitoring samples are kept, by monitored revision."""
+        return {key[2]: len(h.snapshots) for key, h in self._monitored.items()}
 
 
 def _variants(target: AnalysisTarget) -> tuple[tuple[str, str], tuple[str, str]]:
@@ -200,8 +307,10 @@ def _with_cause(variant: str, error: str | None) -> str:
 
 
 def parse_counters(text: str) -> PodCounters:
-    """The judge's counters from one exposition text. Raises ValueError for malformed text."""
+    """The judge's and the monitor's counters, and the reference gauges, from one exposition
+    text. Raises ValueError for malformed text."""
     series: dict[Series, float] = {}
+    gauges: dict[Series, float] = {}
     started_at: float | None = None
     inference = set(mn.INFERENCE_ENDPOINTS)
     for family in text_string_to_metric_families(text):
@@ -210,6 +319,10 @@ def parse_counters(text: str) -> PodCounters:
             key: Series | None = None
             if name == PROCESS_START:
                 started_at = sample.value
+            elif name in _GAUGE_NAMES:
+                gauge = _gauge_key(name, labels)
+                if gauge is not None:
+                    gauges[gauge] = max(sample.value, gauges.get(gauge, sample.value))
             elif name == mn.REQUESTS_TOTAL and labels.get(mn.ENDPOINT) in inference:
                 key = (_REQUESTS, labels.get(mn.CODE, ""))
             elif name == f"{mn.LATENCY_SECONDS}_bucket" and labels.get(mn.ENDPOINT) in inference:
@@ -220,9 +333,35 @@ def parse_counters(text: str) -> PodCounters:
                 key = (_VALUE, labels.get(mn.LE, ""))
             elif name == mn.FEATURE_BIN_TOTAL:
                 key = (_BIN, labels.get(mn.FEATURE, ""), labels.get(mn.BIN, ""))
+            elif name == mn.ROWS_TOTAL:
+                key = (_ROWS,)
+            elif name == mn.INVALID_INPUTS_TOTAL:
+                key = (_INVALID, labels.get(mn.REASON, ""))
+            elif name == mn.FEEDBACK_TOTAL:
+                key = (_FEEDBACK, labels.get(mn.OUTCOME, ""))
+            elif name == mn.FEEDBACK_ABSOLUTE_ERROR_TOTAL:
+                key = (_ABSOLUTE_ERROR,)
+            elif name == mn.FEEDBACK_SQUARED_ERROR_TOTAL:
+                key = (_SQUARED_ERROR,)
+            elif name == mn.FEEDBACK_CONFUSION_TOTAL:
+                key = (_CONFUSION, labels.get(mn.LABEL, ""), labels.get(mn.CLASS, ""))
             if key is not None:
                 series[key] = series.get(key, 0.0) + sample.value
-    return PodCounters(started_at=started_at, series=series)
+    return PodCounters(started_at=started_at, series=series, gauges=gauges)
+
+
+_GAUGE_NAMES = frozenset({mn.REFERENCE_FEATURE_SHARE, mn.REFERENCE_PREDICTION_SHARE})
+
+
+def _gauge_key(name: str, labels: dict[str, str]) -> Series | None:
+    if name == mn.REFERENCE_FEATURE_SHARE:
+        feature, bin_label = labels.get(mn.FEATURE, ""), labels.get(mn.BIN, "")
+        return (_REFERENCE_FEATURE, feature, bin_label, labels.get(mn.KIND, ""))
+    if labels.get(mn.CLASS):
+        return (_REFERENCE_CLASS, labels[mn.CLASS])
+    if labels.get(mn.LE):
+        return (_REFERENCE_VALUE, labels[mn.LE])
+    return None
 
 
 # --- deltas --------------------------------------------------------------------------------------
@@ -288,3 +427,75 @@ def _feature_bins(counts: dict[Series, float]) -> dict[str, list[float]] | None:
         feature: [bins.get(index, 0.0) for index in range(max(bins) + 1)]
         for feature, bins in by_feature.items()
     }
+
+
+# --- monitoring ----------------------------------------------------------------------------------
+
+
+def _monitor_baseline(earlier: list[Snapshot], start: datetime, slack: timedelta) -> Snapshot:
+    """Of the earlier samples (oldest first, at least one): the last one at or before `start`,
+    unless the first one after it is closer by more than `slack`; the oldest when none is at or
+    before `start` (the history is shorter than the window)."""
+    before = [s for s in earlier if s.taken_at <= start]
+    after = [s for s in earlier if s.taken_at > start]
+    if not before:
+        return after[0]
+    if after and (after[0].taken_at - start) + slack < start - before[-1].taken_at:
+        return after[0]
+    return before[-1]
+
+
+def _gauges(now: Snapshot) -> dict[Series, float]:
+    """The reference gauges of the pods read now, the max over pods (they serve one bundle)."""
+    gauges: dict[Series, float] = {}
+    for counters in now.pods.values():
+        for key, value in counters.gauges.items():
+            gauges[key] = max(value, gauges.get(key, value))
+    return gauges
+
+
+def _by_kind(counts: dict[Series, float]) -> dict[str, dict[Series, float]]:
+    by_kind: dict[str, dict[Series, float]] = {}
+    for key, value in counts.items():
+        by_kind.setdefault(key[0], {})[key[1:]] = max(value, 0.0)
+    return by_kind
+
+
+def _monitor_window(
+    drift: dict[Series, float],
+    label: dict[Series, float],
+    gauges: dict[Series, float],
+    *,
+    drift_seconds: float,
+    label_seconds: float,
+) -> MonitorWindow:
+    counted, labelled, reference = _by_kind(drift), _by_kind(label), _by_kind(gauges)
+    bins = counted.get(_BIN, {})
+    classes = counted.get(_CLASS)
+    features = reference.get(_REFERENCE_FEATURE, {})
+    confusion: dict[str, dict[str, float]] = {}
+    for (true, predicted), value in labelled.get(_CONFUSION, {}).items():
+        confusion.setdefault(true, {})[predicted] = value
+    reference_classes = {cls: v for (cls,), v in reference.get(_REFERENCE_CLASS, {}).items()}
+    reference_buckets = sorted(
+        (float(le), v) for (le,), v in reference.get(_REFERENCE_VALUE, {}).items()
+    )
+    return MonitorWindow(
+        drift_seconds=drift_seconds,
+        label_seconds=label_seconds,
+        requests=sum(counted.get(_REQUESTS, {}).values()),
+        rows=sum(counted.get(_ROWS, {}).values()),
+        invalid={reason: v for (reason,), v in counted.get(_INVALID, {}).items()},
+        feature_bins=_feature_bins(bins) or {},
+        feature_missing={f: v for (f, bin_label), v in bins.items() if bin_label == "missing"},
+        reference_features=_feature_bins({k[:2]: v for k, v in features.items()}) or {},
+        categorical=frozenset(f for (f, _, kind) in features if kind == "categorical"),
+        prediction_counts={c: v for (c,), v in classes.items()} if classes else None,
+        reference_predictions=reference_classes or None,
+        prediction_buckets=_buckets(counted.get(_VALUE, {}).items()),
+        reference_prediction_buckets=reference_buckets or None,
+        feedback={outcome: v for (outcome,), v in labelled.get(_FEEDBACK, {}).items()},
+        feedback_absolute_error=sum(labelled.get(_ABSOLUTE_ERROR, {}).values()),
+        feedback_squared_error=sum(labelled.get(_SQUARED_ERROR, {}).values()),
+        confusion=confusion,
+    )
