@@ -33,7 +33,9 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 RETRAIN_SCRIPT = REPO / "examples" / "retrain" / "retrain.py"
-WINDOW_S = 2.0
+WINDOW_S = 4.0
+"""Monitoring interval: ~320 rows a window at RATE. Below ~300 rows PSI's sampling noise alone
+reaches the 0.2 bound now and then (seen at 160 rows: sepal_length PSI 0.25, p=0.0002)."""
 SHIFTED = "sepal_width_cm"
 SHIFT_CM = 1.5
 """About 3.5 standard deviations of iris' sepal width: most shifted rows land in the top bin."""
@@ -81,13 +83,17 @@ class CheckLog:
 def test_covariate_shift_on_one_feature_raises_drifted_unshifted_traffic_does_not(
     models: Models, scenario: Callable[..., Scenario]
 ) -> None:
-    s = scenario(monitored_manifest(models.v1))
+    # The test traffic draws each feature independently from the profile: its marginals are
+    # training's, its joint distribution is not, so v1 predicts versicolor about twice as often
+    # as on training data — a true prediction drift (PSI ~0.3), which is not under test here.
+    no_prediction_drift = {"enabled": False}
+    s = scenario(monitored_manifest(models.v1, predictionDrift=no_prediction_drift))
     s.serve_first(models.v1, RATE, timeout=FIRST_S)
     log = CheckLog(s)
-    log.watch(12 * WINDOW_S)
+    log.watch(8 * WINDOW_S)
 
     judged = [v for v in log.verdicts("input-drift") if v != Verdict.INCONCLUSIVE]
-    assert len(judged) >= 6, f"too few judged windows: {log.seen}\n{s.describe()}"
+    assert len(judged) >= 5, f"too few judged windows: {log.seen}\n{s.describe()}"
     assert Verdict.FAIL not in log.verdicts("input-drift"), f"{log.seen}\n{s.describe()}"
     assert not s.events_for("InputDrift"), s.describe()
     drifted = {c.type: c for c in s.status.conditions}["Drifted"]

@@ -519,7 +519,7 @@ def test_prometheus_monitor_matches_the_traffic(
     assert observed.within(stable.requests, CLASSIFIER_OK + CLASSIFIER_SHORT)
     assert observed.within(stable.rows, 3 * CLASSIFIER_OK)
     assert observed.within(stable.invalid["feature_count"], CLASSIFIER_SHORT)
-    # One runtime's series share one extrapolation factor: ratios are exact.
+    # Exact deltas between two scrapes (no extrapolation): one factor for all of them.
     factor = stable.rows / (3 * CLASSIFIER_OK)
     for bins in stable.feature_bins.values():
         assert sum(bins) == pytest.approx(stable.rows)

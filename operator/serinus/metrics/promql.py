@@ -144,6 +144,18 @@ PART_REFERENCE_FEATURES = "reference_features"
 PART_REFERENCE_PREDICTIONS = "reference_predictions"
 
 
+def exact_increase(series: str, window: str) -> str:
+    """What `series` counted between its last sample before the window and its last sample in
+    it: no extrapolation, unlike `increase()`, which scales a short window's ~(w - scrape
+    interval) of samples up to w — on windows of a few scrape intervals that inflates every
+    count (seen: a 2 s window at a 1 s scrape interval doubled them) and with them the chi-square
+    tests' confidence. Like `increase()`, it cannot count a series' first sample: whether the
+    counter started at zero inside the window or Prometheus only began scraping it is not known
+    (the runtime exposes its request counters from start-up, so little is missed). A series
+    that went down (a restarted pod) counts nothing this once."""
+    return f"({series} - {series} offset {window}) >= 0"
+
+
 def _tagged(part: str, query: str) -> str:
     """`query` with MONITOR_PART=`part` on every series (label_replace of an empty source)."""
     return f'label_replace({query}, "{MONITOR_PART}", "{part}", "", "")'
@@ -166,7 +178,7 @@ def monitor(target: MonitorTarget, drift_seconds: int, label_seconds: int) -> st
     def counted(metric: str, by: str = "", window: str = drift, **regex: str) -> str:
         series = selector(metric, target, revision, regex=regex or None)
         grouped = f"sum by ({by}) " if by else "sum"
-        return f"{grouped}(increase({series}[{window}]))"
+        return f"{grouped}({exact_increase(series, window)})"
 
     def reference(metric: str, by: str) -> str:
         series = selector(metric, target, revision)
