@@ -27,6 +27,9 @@ from serinus_runtime import metric_names as mn
 from serinus_runtime.model import ServedModel
 
 SMALL_BATCH_ROWS = 16
+PRECREATED_CONFUSION_CLASSES = 20
+"""Classifiers with at most this many classes expose every (label, class) pair at 0 from the
+start (at most 400 series); larger ones create a pair at its first feedback row."""
 DEFAULT_VALUE_BOUNDS = (
     -1000.0, -100.0, -10.0, -1.0, -0.1, 0.0, 0.1, 1.0, 10.0, 100.0, 1000.0,
 )  # fmt: skip
@@ -253,6 +256,14 @@ class Metrics:
             for protocol, endpoint in self.latency:
                 for code in (200, 500):
                     self.requests[(protocol, endpoint, code)] = 0
+            # Feedback series too, for monitoring's label window: a burst of labels that all
+            # land between two scrapes would otherwise be the first sample of each series.
+            if model.kind == "regression":
+                self.feedback["scored"] = 0
+            elif classes is not None:
+                self.feedback.update(correct=0, incorrect=0)
+                if len(classes) <= PRECREATED_CONFUSION_CLASSES:
+                    self.confusion.update({(a, b): 0 for a in classes for b in classes})
 
     def observe_request(self, protocol: str, endpoint: str, code: int, seconds: float) -> None:
         key = (protocol, endpoint, code)

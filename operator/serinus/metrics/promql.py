@@ -149,11 +149,14 @@ def exact_increase(series: str, window: str) -> str:
     it: no extrapolation, unlike `increase()`, which scales a short window's ~(w - scrape
     interval) of samples up to w — on windows of a few scrape intervals that inflates every
     count (seen: a 2 s window at a 1 s scrape interval doubled them) and with them the chi-square
-    tests' confidence. Like `increase()`, it cannot count a series' first sample: whether the
-    counter started at zero inside the window or Prometheus only began scraping it is not known
-    (the runtime exposes its request counters from start-up, so little is missed). A series
+    tests' confidence. A series without a sample before the window counts from its first
+    sample in it (like `increase()`, that first sample's own value is unknown: the counter may
+    have started at zero in the window, or Prometheus only began scraping it; the runtime
+    exposes its counters at zero from start-up where it can, so little is missed). A series
     that went down (a restarted pod) counts nothing this once."""
-    return f"({series} - {series} offset {window}) >= 0"
+    earlier = f"{series} offset {window}"
+    born = f"({series} - min_over_time({series}[{window}]))"
+    return f"({series} - {earlier}) >= 0 or ({born} unless {earlier})"
 
 
 def _tagged(part: str, query: str) -> str:
