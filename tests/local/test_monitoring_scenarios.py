@@ -21,11 +21,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from rich.console import Console
 from scenario_helpers import TICK_S, Scenario, scenario_manifest, settled_on
 from test_scenarios import FIRST_S, RATE, ROLLOUT_S, Models, children, models, scenario
 
 from serinus.api.status import ModelDeploymentStatus, Phase, RolloutResult, Verdict
 from serinus.demo.bundles import FEATURES, MODEL_NAME
+from serinus.local.display import render_status
 from serinus.local.load import rows_from_profile
 
 __all__ = ["children", "models", "scenario"]  # fixtures, shared with test_scenarios
@@ -127,6 +129,11 @@ def test_covariate_shift_on_one_feature_raises_drifted_unshifted_traffic_does_no
     [event] = s.events_for("InputDrift")
     assert event.type == "Warning" and SHIFTED in event.message
     assert status.phase == Phase.STABLE  # drift alarms; it never rolls anything back by itself
+    console = Console(record=True, width=200)
+    console.print(render_status("iris", status))
+    shown = console.export_text()
+    assert "monitoring (last check" in shown and "input-drift" in shown, shown
+    assert any(SHIFTED in line and "drifted" in line for line in shown.splitlines()), shown
     traffic.assert_stable_never_5xx()
 
 

@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from serinus.api.status import Check, ModelDeploymentStatus, Verdict
+from serinus.api.status import Check, ModelDeploymentStatus, MonitoringStatus, Verdict
 from serinus.core.judge import format_seconds
 from serinus.core.stats import histogram_quantile, histogram_total
 from serinus.core.window import AnalysisWindow, VariantWindow
@@ -52,6 +52,8 @@ def render_status(
         parts.append(_variants(status, record))
     if status.analysis.checks:
         parts.append(_check_table(status.analysis.checks[-1]))
+    if status.monitoring is not None and status.monitoring.results:
+        parts.append(_monitoring_table(status.monitoring))
     shown = events if events is not None else (record.events if record is not None else [])
     if shown:
         parts.append(_events(shown[-EVENTS_SHOWN:]))
@@ -153,6 +155,23 @@ def _check_table(check: Check) -> RenderableType:
         table.add_row(
             metric.name, Text(metric.verdict.value, VERDICT_STYLE[metric.verdict]), metric.reason
         )
+    return table
+
+
+def _monitoring_table(monitoring: MonitoringStatus) -> RenderableType:
+    """The stable version's last monitoring check, then its top drifting features."""
+    at = monitoring.last_check_at.strftime("%H:%M:%S") if monitoring.last_check_at else "-"
+    alarms = ", ".join(monitoring.alarms) or "no alarm"
+    table = Table(title=f"monitoring (last check {at}): {alarms}", title_justify="left")
+    for column in ("check", "verdict", "reason"):
+        table.add_column(column)
+    for result in monitoring.results:
+        table.add_row(
+            result.name, Text(result.verdict.value, VERDICT_STYLE[result.verdict]), result.reason
+        )
+    for drift in monitoring.top_drifters:
+        mark = Text("drifted", VERDICT_STYLE[Verdict.FAIL]) if drift.drifted else Text("")
+        table.add_row(f"  {drift.feature}", mark, f"PSI {drift.psi:.3g}, {drift.shift}")
     return table
 
 
