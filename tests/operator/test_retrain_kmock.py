@@ -12,7 +12,9 @@ from typing import Any
 
 import kmock
 import pytest
-from kopf_harness import NS, ScriptedProvider, wait_for
+from kopf_harness import NS, ScriptedProvider, running_operator, wait_for
+from notify_receiver import Receiver
+from test_notify_kmock import FAST, create_secret, reasons, secret_ref
 from test_operator_kmock import (
     first_version_stable,
     has_object,
@@ -231,3 +233,45 @@ async def test_without_autodeploy_a_candidate_waits_for_a_person(k8s, operator, 
     body = dict(k8s.objects[("serinus.dev/v1alpha1/modeldeployments", NS, "iris")])
     assert body["spec"]["model"]["uri"] == "file:///models/1.0.0"
     assert phase(k8s) == "Stable"
+
+
+async def test_alarms_and_candidates_reach_the_webhooks_that_asked_for_them(k8s, provider):
+    """The drift, accuracy and retrain-candidate categories of spec.notifications."""
+    with Receiver() as receiver:
+        await create_secret(k8s, "hooks", {"url": receiver.url("/all"), "q": receiver.url("/q")})
+        notifications = [
+            {"name": "all", "urlFrom": secret_ref("hooks", "url")},
+            {"name": "quality", "events": ["drift", "accuracy", "retrain-candidate"],
+             "urlFrom": secret_ref("hooks", "q")},
+        ]  # fmt: skip
+        async with running_operator(k8s, provider, notify_policy=FAST):
+            await first_version_stable(
+                k8s, notifications=notifications, **retrain_spec(auto_deploy=False)
+            )
+            provider.monitoring = MonitorWindow(
+                drift_seconds=1, label_seconds=1,
+                feedback={"correct": 60, "incorrect": 140},
+                rows=600, requests=600,
+                reference_predictions={"setosa": 0.33, "versicolor": 0.33, "virginica": 0.34},
+                prediction_counts={"setosa": 10, "versicolor": 580, "virginica": 10},
+            )  # fmt: skip
+            await wait_for(lambda: retrain_jobs(k8s), timeout=20)
+            name = retrain_jobs(k8s)[0]["metadata"]["name"]
+            result = json.dumps({"uri": "file:///models/1.1.0", "sha256": NEW_SHA})
+            await finish_retrain(k8s, name, succeeded=True, message=result)
+            await wait_for(lambda: len(receiver.bodies("/q")) == 3, timeout=20)
+            got = sorted(reasons(receiver.bodies("/q")))
+            assert got == [
+                ("AccuracyLow", "accuracy"),
+                ("PredictionDrift", "drift"),
+                ("RetrainCandidate", "retrain-candidate"),
+            ]
+            candidate = next(
+                b for b in receiver.bodies("/q") if b["category"] == "retrain-candidate"
+            )
+            assert "file:///models/1.1.0" in candidate["event"]["message"]
+            # Every category goes to a target without a filter; the filtered one got no phase
+            # changes.
+            everything = reasons(receiver.bodies("/all"))
+            assert ("PredictionDrift", "drift") in everything
+            assert ("Stable", "promoted") in everything
