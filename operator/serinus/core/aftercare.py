@@ -171,9 +171,7 @@ class _Care:
         alarms = [r.name for r in report.results if r.verdict == Verdict.FAIL]
         # Too little data never raises an alarm, and never clears one either.
         kept = [
-            r.name
-            for r in report.results
-            if r.verdict == Verdict.INCONCLUSIVE and r.name in before
+            r.name for r in report.results if r.verdict == Verdict.INCONCLUSIVE and r.name in before
         ]
         monitoring.alarms = sorted({*alarms, *kept})
         monitoring.results = report.results
@@ -204,6 +202,8 @@ class _Care:
             self.condition(DRIFTED, False, "NoDrift", "; ".join(r.reason for r in judged))
         elif judged:
             self.condition(DRIFTED, False, "TooLittleData", "; ".join(r.reason for r in judged))
+        else:  # both drift checks switched off: an alarm raised before is no longer watched
+            self.condition(DRIFTED, False, "NotChecked", "no drift check is enabled")
 
     # --- retraining ----------------------------------------------------------------------
 

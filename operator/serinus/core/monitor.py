@@ -310,14 +310,17 @@ def _integrity(spec: MonitoringSpec, window: MonitorWindow) -> MonitorResult:
 
 
 def macro_f1(confusion: dict[str, dict[str, float]]) -> float:
-    """Unweighted mean of per-class F1 over the classes seen as labels or predictions."""
+    """Unweighted mean of per-class F1 over the classes seen as labels or predictions
+    (sklearn's `f1_score(average="macro")`). The runtime exposes (label, class) pairs at zero
+    before any feedback: a class with no row in the window is not one of its classes."""
     classes = set(confusion) | {p for row in confusion.values() for p in row}
     scores = []
     for cls in sorted(classes):
         tp = confusion.get(cls, {}).get(cls, 0.0)
         fn = sum(confusion.get(cls, {}).values()) - tp
         fp = sum(row.get(cls, 0.0) for label, row in confusion.items() if label != cls)
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+        if tp + fp + fn > 0:
+            scores.append(2 * tp / (2 * tp + fp + fn))
     return sum(scores) / len(scores) if scores else 0.0
 
 
