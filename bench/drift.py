@@ -163,6 +163,9 @@ class Served:
         self.top_values = column[column >= edges[-2]]
         self.std = float(column.std())
         self.reference, self.reference_classes = self._reference()
+        self.reference_rows = next(
+            (v for name, _, v in self.stats.reference if name == mn.REFERENCE_ROWS), None
+        )
 
     def _reference(self) -> tuple[dict[str, list[float]], dict[str, float]]:
         """The reference gauges the runtime exposes, as a provider hands them to the monitor."""
@@ -215,6 +218,7 @@ class Served:
             rows=len(x),
             feature_bins=feature_bins,
             reference_features=self.reference,
+            reference_rows=self.reference_rows,
             prediction_counts=dict(zip(self.stats.classes or [], classes, strict=True)),
             reference_predictions=self.reference_classes,
         )

@@ -157,6 +157,11 @@ FEEDBACK_CONFUSION_TOTAL: Final = "serinus_feedback_confusion_total"
 the confusion matrix, for precision / recall / F1. Only rows counted as `correct` or `incorrect`
 in FEEDBACK_TOTAL count here (so its sum equals theirs); series appear with their first row."""
 
+REFERENCE_ROWS: Final = "serinus_reference_rows"
+"""Gauge: rows of the training sample the reference profile was computed from (identity labels
+only). The reference shares are themselves estimates from that many rows: monitoring compares a
+window with them as two samples, not against exact shares. Absent without a profile."""
+
 REFERENCE_PREDICTION_SHARE: Final = "serinus_reference_prediction_share"
 """Gauge: the reference profile's share of predictions. Classifiers: by CLASS, the profile's
 frequency of each predicted class. Regressors: by LE, the share in each PREDICTION_VALUE bucket,

@@ -75,6 +75,7 @@ class ModelStats:
         prof = self.model.profile
         if prof is None:
             return out
+        out.append((mn.REFERENCE_ROWS, (), float(prof.rows)))
         if self.edges is not None:
             by_name = {f.name: f for f in prof.features}
             feats = [(n, "numeric") for n in self.num_names]
@@ -422,6 +423,7 @@ _GAUGES: dict[str, tuple[str, list[str] | None]] = {
     mn.MODEL_INFO: ("The served model.", ["format", "sha256", "kind"]),
     mn.REFERENCE_FEATURE_SHARE: ("Reference profile's share of rows per feature bin.",
                                  [mn.FEATURE, mn.BIN, mn.KIND]),
+    mn.REFERENCE_ROWS: ("Rows the reference profile was computed from.", []),
     mn.REFERENCE_PREDICTION_SHARE: ("Reference profile's share of predictions per class "
                                     "(classifiers) or per prediction_value bucket (regressors).",
                                     None),

@@ -215,6 +215,8 @@ def assert_references(
 ) -> None:  # fmt: skip
     """The reference shares are the bundles' profiles (both have no missing values)."""
     assert_same_shares(stable.reference_features, classifier)
+    assert stable.reference_rows == classifier.rows
+    assert regressor.reference_rows == regression.rows
     assert stable.categorical == frozenset()
     predictions = classifier.predictions
     assert stable.reference_predictions == pytest.approx(

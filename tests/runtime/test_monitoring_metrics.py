@@ -66,6 +66,8 @@ def test_classifier_reference_shares_and_confusion(start_runtime) -> None:
     _, profile = read_bundle(BUNDLES / "iris")
     assert profile is not None
     m = rp.metrics()  # before any traffic: the reference is there from start-up
+    [(labels, rows)] = series(m, mn.REFERENCE_ROWS)
+    assert rows == profile.rows and {k: labels[k] for k in ident} == ident
 
     for fp in profile.features:
         shares = feature_shares(m, fp.name, "numeric")

@@ -16,7 +16,7 @@ from sklearn.metrics import f1_score
 
 from serinus.api.spec import MonitoringSpec
 from serinus.api.status import Verdict
-from serinus.core import stats
+from serinus.core import monitor, stats
 from serinus.core.monitor import (
     ACCURACY,
     INPUT_DRIFT,
@@ -473,13 +473,9 @@ def test_holm_edge_cases():
     assert stats.holm_significant([0.03, 0.03], 0.05) == [False, False]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation: the chi-square test takes the reference shares as exact, but they "
-    "are a sample of the profile's rows, which the runtime does not expose; with a window as "
-    "large as the reference the statistic is ~2x what the test assumes (bench/drift.py)",
-)
 def test_a_reference_profile_of_finite_rows_keeps_the_tests_confidence():
+    """The shares are a sample of the profile's rows (serinus_reference_rows): compared as two
+    samples, a window as large as the reference keeps the test's confidence."""
     rng = np.random.default_rng(8)
     monitoring = spec(inputDrift={"psi": 1e-6})
     truth, rows, windows = [0.1] * 10, 10_000, []
@@ -487,5 +483,16 @@ def test_a_reference_profile_of_finite_rows_keeps_the_tests_confidence():
         reference = {f: (rng.multinomial(rows, truth) / rows).tolist() for f in FEATURES}
         for _ in range(20):
             bins = {f: rng.multinomial(rows, truth).astype(float).tolist() for f in FEATURES}
-            windows.append(window(feature_bins=bins, reference_features=reference))
+            windows.append(
+                window(feature_bins=bins, reference_features=reference, reference_rows=rows)
+            )
     assert fail_rate(monitoring, windows, INPUT_DRIFT) <= 0.01 + 3 * math.sqrt(0.0099 / 200)
+
+
+def test_without_the_reference_rows_the_shares_are_taken_as_exact():
+    """An older runtime exposes no serinus_reference_rows: goodness of fit against the shares
+    (too sure with large windows, which the PSI bound then has to catch)."""
+    shares, counts = [0.25, 0.25, 0.5], [30.0, 20.0, 50.0]
+    exact = monitor.drift_p_value(shares, counts, None)
+    assert exact == pytest.approx(stats.goodness_of_fit_p_value(shares, counts))
+    assert monitor.drift_p_value(shares, counts, 100.0) > exact  # less sure with 100 rows

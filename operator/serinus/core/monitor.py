@@ -5,10 +5,11 @@ drift, integrity, accuracy) with the values and a sentence, and the features fur
 reference. Fail raises the check's alarm; too little data is Inconclusive and never does.
 
 - Input drift: per feature, PSI of the window's bin counts against the bundle's reference
-  profile, and a chi-square goodness-of-fit test; the p-values are Holm-corrected over the
-  features so that an unshifted model raises the alarm in at most 1 - confidence of windows.
-  A feature drifts when its PSI is above the bound *and* its test is significant: PSI alone
-  is noisy on small windows, the test alone flags harmless shifts on large ones.
+  profile, and a chi-square test of the window against the profile's training rows as two
+  samples (`drift_p_value`); the p-values are Holm-corrected over the features so that an
+  unshifted model raises the alarm in at most 1 - confidence of windows. A feature drifts
+  when its PSI is above the bound *and* its test is significant: PSI alone is noisy on small
+  windows, the test alone flags harmless shifts on large ones.
 - Prediction drift: the same two numbers for the predicted classes (or value histogram)
   against the reference prediction distribution.
 - Integrity: the share of requests rejected as invalid (by reason), of rows missing a feature,
@@ -108,8 +109,27 @@ def _shift(shares: list[float], counts: list[float], labels: list[str] | None = 
     return f"{name}: {format_rate(now)} of rows vs {format_rate(then)} in the reference"
 
 
+def drift_p_value(
+    shares: list[float], counts: list[float], reference_rows: float | None
+) -> float:
+    """p-value that `counts` come from the reference distribution. The shares are estimates
+    from the `reference_rows` training rows the profile was computed from: with that count the
+    window and the reference are compared as two samples (chi-square test of homogeneity);
+    taking them as exact would make the test too sure by about 1 + window/reference rows (a
+    10 000-row window against a 10 000-row profile alarmed in most windows of unshifted data).
+    Without it (an older runtime), a goodness-of-fit test against the shares."""
+    if reference_rows is None or reference_rows <= 0:
+        return stats.goodness_of_fit_p_value(shares, counts)
+    total = sum(shares)
+    return stats.homogeneity_p_value([s / total * reference_rows for s in shares], counts)
+
+
 def _feature_drift(
-    feature: str, shares: list[float], counts: list[float], min_rows: int
+    feature: str,
+    shares: list[float],
+    counts: list[float],
+    min_rows: int,
+    reference_rows: float | None,
 ) -> tuple[FeatureDrift | None, float]:
     """(PSI and p-value of one feature, or None below min_rows; its row count)."""
     shares, counts = _aligned(shares, counts)
@@ -121,7 +141,7 @@ def _feature_drift(
         FeatureDrift(
             feature=feature,
             psi=stats.psi(expected, counts),
-            p_value=stats.goodness_of_fit_p_value(shares, counts),
+            p_value=drift_p_value(shares, counts, reference_rows),
             rows=round(rows),
             drifted=False,
             shift=_shift(shares, counts),
@@ -144,7 +164,11 @@ def _input_drift(
     most_rows = 0.0
     for feature, shares in sorted(window.reference_features.items()):
         drift, rows = _feature_drift(
-            feature, shares, window.feature_bins.get(feature, []), check.min_rows
+            feature,
+            shares,
+            window.feature_bins.get(feature, []),
+            check.min_rows,
+            window.reference_rows,
         )
         most_rows = max(most_rows, rows)
         if drift is not None:
@@ -227,7 +251,7 @@ def _prediction_drift(spec: MonitoringSpec, window: MonitorWindow) -> MonitorRes
         )
     expected = [s / sum(shares) * rows for s in shares]
     value = stats.psi(expected, counts)
-    p = stats.goodness_of_fit_p_value(shares, counts)
+    p = drift_p_value(shares, counts, window.reference_rows)
     significant = p <= 1 - spec.confidence
     where = _shift(shares, counts, names)
     if value > check.psi and significant:

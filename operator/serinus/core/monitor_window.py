@@ -41,6 +41,11 @@ class MonitorWindow(BaseModel):
         default_factory=dict,
         description="Per feature: the reference profile's share of rows per bin (index = bin).",
     )
+    reference_rows: float | None = Field(
+        default=None,
+        description="Rows the reference profile was computed from; None when unknown (the "
+        "shares are then taken as exact).",
+    )
     categorical: frozenset[str] = Field(
         default_factory=frozenset,
         description="Features whose last bin is 'other' (a category the profile never saw).",

@@ -352,6 +352,7 @@ def _monitor_window(parts: dict[str, list[Sample]], drift: int, label: int) -> M
             if s.metric.get(mn.BIN) == "missing"
         },
         reference_features=_feature_bins(references) or {},
+        reference_rows=max((_count(s) for s in part(promql.PART_REFERENCE_ROWS)), default=None),
         categorical=frozenset(
             s.metric.get(mn.FEATURE, "")
             for s in references

@@ -142,6 +142,7 @@ PART_SQUARED_ERROR = "squared_error"
 PART_CONFUSION = "confusion"
 PART_REFERENCE_FEATURES = "reference_features"
 PART_REFERENCE_PREDICTIONS = "reference_predictions"
+PART_REFERENCE_ROWS = "reference_rows"
 
 
 def exact_increase(series: str, window: str) -> str:
@@ -207,6 +208,7 @@ def monitor(target: MonitorTarget, drift_seconds: int, label_seconds: int) -> st
         PART_REFERENCE_PREDICTIONS: reference(
             mn.REFERENCE_PREDICTION_SHARE, f"{mn.CLASS}, {mn.LE}"
         ),
+        PART_REFERENCE_ROWS: reference(mn.REFERENCE_ROWS, ""),
     }
     return " or ".join(_tagged(part, query) for part, query in parts.items())
 

@@ -62,10 +62,11 @@ or one gauge, e.g. ("reference_feature", "f", "2", "numeric")."""
 _REQUESTS, _LATENCY, _CLASS, _VALUE, _BIN = "requests", "latency", "class", "value", "bin"
 _ROWS, _INVALID, _FEEDBACK, _CONFUSION = "rows", "invalid", "feedback", "confusion"
 _ABSOLUTE_ERROR, _SQUARED_ERROR = "absolute_error", "squared_error"
-_REFERENCE_FEATURE, _REFERENCE_CLASS, _REFERENCE_VALUE = (
+_REFERENCE_FEATURE, _REFERENCE_CLASS, _REFERENCE_VALUE, _REFERENCE_ROWS = (
     "reference_feature",
     "reference_class",
     "reference_value",
+    "reference_rows",
 )
 
 
@@ -350,10 +351,14 @@ def parse_counters(text: str) -> PodCounters:
     return PodCounters(started_at=started_at, series=series, gauges=gauges)
 
 
-_GAUGE_NAMES = frozenset({mn.REFERENCE_FEATURE_SHARE, mn.REFERENCE_PREDICTION_SHARE})
+_GAUGE_NAMES = frozenset(
+    {mn.REFERENCE_FEATURE_SHARE, mn.REFERENCE_PREDICTION_SHARE, mn.REFERENCE_ROWS}
+)
 
 
 def _gauge_key(name: str, labels: dict[str, str]) -> Series | None:
+    if name == mn.REFERENCE_ROWS:
+        return (_REFERENCE_ROWS,)
     if name == mn.REFERENCE_FEATURE_SHARE:
         feature, bin_label = labels.get(mn.FEATURE, ""), labels.get(mn.BIN, "")
         return (_REFERENCE_FEATURE, feature, bin_label, labels.get(mn.KIND, ""))
@@ -489,6 +494,7 @@ def _monitor_window(
         feature_bins=_feature_bins(bins) or {},
         feature_missing={f: v for (f, bin_label), v in bins.items() if bin_label == "missing"},
         reference_features=_feature_bins({k[:2]: v for k, v in features.items()}) or {},
+        reference_rows=reference.get(_REFERENCE_ROWS, {}).get(()),
         categorical=frozenset(f for (f, _, kind) in features if kind == "categorical"),
         prediction_counts={c: v for (c,), v in classes.items()} if classes else None,
         reference_predictions=reference_classes or None,
