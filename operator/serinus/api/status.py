@@ -211,7 +211,8 @@ class FeatureDrift(ApiModel):
     feature: str = Field(description="Feature name.")
     psi: float = Field(description="Population stability index against the reference.")
     p_value: float = Field(
-        description="Chi-square goodness-of-fit p-value, before the multiple-testing correction."
+        description="Chi-square p-value of the window against the reference, before the "
+        "multiple-testing correction."
     )
     rows: int = Field(ge=0, description="Rows with a value for this feature in the window.")
     drifted: bool = Field(description="PSI above the bound and significant after correction.")
