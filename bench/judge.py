@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as distributions
 
+from readme_sections import write_section
 from serinus.api.spec import AnalysisMetric, AnalysisSpec
 from serinus.api.status import Verdict
 from serinus.core import stats
@@ -360,17 +360,6 @@ def section(trials: int) -> str:
     )
 
 
-def write_section(text: str) -> None:
-    """Replace the Judge section of bench/README.md (or add it), leaving other sections alone."""
-    current = README.read_text() if README.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    README.write_text(updated.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1000, help="windows per scenario row")
@@ -379,7 +368,7 @@ def main() -> None:
     text = section(args.trials)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
         print(f"updated {README}", file=sys.stderr)
 
 

@@ -54,6 +54,8 @@ import httptools
 import numpy as np
 import orjson
 
+from readme_sections import loadavg, write_section
+
 BENCH = Path(__file__).resolve().parent
 README = BENCH / "README.md"
 RESULTS = BENCH / "results" / "rollback_time.json"
@@ -953,21 +955,6 @@ def runs_lines(runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_section(text: str) -> None:
-    """Replace this section of bench/README.md (or append it), leaving other sections alone."""
-    current = README.read_text()
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    README.write_text(updated.rstrip("\n") + "\n")
-
-
-def loadavg() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run (~1 min), writes nothing")
@@ -985,7 +972,7 @@ def main() -> None:
         ab_client_main()
         return
     if args.render:
-        write_section(section(json.loads(RESULTS.read_text()), read_runs()))
+        write_section(SECTION, section(json.loads(RESULTS.read_text()), read_runs()))
         print(f"updated {README} from {RESULTS} and {RUNS}", file=sys.stderr)
         return
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -1044,7 +1031,7 @@ def main() -> None:
     RESULTS.write_text(json.dumps(result, indent=1) + "\n")
     with RUNS.open("a") as out:
         out.write(json.dumps(runs[-1]) + "\n")
-    write_section(text)
+    write_section(SECTION, text)
     print(f"updated {README}, {RESULTS} and {RUNS}", file=sys.stderr)
 
 

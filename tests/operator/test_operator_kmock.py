@@ -78,24 +78,31 @@ async def make_ready(k8s: kmock.KubernetesEmulator, rev: str, replicas: int) -> 
     )
 
 
-async def finish_validation(k8s: kmock.KubernetesEmulator, passed: bool = True) -> str:
-    """Play the Job controller: the newest validation Job finished."""
-    jobs = job_names(k8s)
-    assert jobs, "no validation Job was created"
-    name = jobs[-1]
-    condition = "Complete" if passed else "Failed"
+async def job_finished(
+    k8s: kmock.KubernetesEmulator, name: str, succeeded: bool, failed_pods: int = 2
+) -> None:
+    """Play the Job controller: Job `name` completed, or failed after `failed_pods` pods."""
+    condition = "Complete" if succeeded else "Failed"
     await k8s.patch(
         f"/apis/batch/v1/namespaces/{NS}/jobs/{name}/status",
         json={
             "status": {
-                "succeeded": 1 if passed else 0,
-                "failed": 0 if passed else 2,
+                "succeeded": 1 if succeeded else 0,
+                "failed": 0 if succeeded else failed_pods,
                 "conditions": [
                     {"type": condition, "status": "True", "reason": "Test", "message": "by test"}
                 ],
             }
         },
     )
+
+
+async def finish_validation(k8s: kmock.KubernetesEmulator, passed: bool = True) -> str:
+    """Play the Job controller: the newest validation Job finished."""
+    jobs = job_names(k8s)
+    assert jobs, "no validation Job was created"
+    name = jobs[-1]
+    await job_finished(k8s, name, passed)
     return name
 
 

@@ -18,6 +18,7 @@ from test_notify_kmock import FAST, create_secret, reasons, secret_ref
 from test_operator_kmock import (
     first_version_stable,
     has_object,
+    job_finished,
     phase,
     revision,
     status,
@@ -108,18 +109,7 @@ async def finish_retrain(
             }
         },
     )  # fmt: skip
-    condition = "Complete" if succeeded else "Failed"
-    await k8s.patch(
-        f"/apis/batch/v1/namespaces/{NS}/jobs/{job}/status",
-        json={
-            "status": {
-                "succeeded": 1 if succeeded else 0,
-                "failed": 0 if succeeded else 1,
-                "conditions": [{"type": condition, "status": "True", "reason": "Test",
-                                "message": "by test"}],
-            }
-        },
-    )  # fmt: skip
+    await job_finished(k8s, job, succeeded, failed_pods=1)
 
 
 def events(k8s: kmock.KubernetesEmulator, reason: str) -> list[dict[str, Any]]:
