@@ -4,8 +4,8 @@ Handlers are sync (kopf runs them in worker threads) and never return a value (k
 in status). Settings come from the environment (the chart sets them):
   SERINUS_TICK_SECONDS      how often a ModelDeployment in a rollout is looked at (default 5)
   SERINUS_STEADY_SECONDS    how often one outside a rollout is looked at anyway (default 600)
-  SERINUS_MONITOR_POLL_SECONDS  longest sleep of a settled one's monitoring daemon before it
-                            re-reads the next check time (default 30; no API request unless due)
+  SERINUS_MONITOR_POLL_SECONDS  how often a settled one's next monitoring check time is compared
+                            with the clock (default 30; no API request unless a check is due)
   SERINUS_OPERATOR_IMAGE    image of the validation Job (the operator's own image)
   SERINUS_METRICS_PORT      port of the operator's /metrics (default 8081; 0 disables)
   SERINUS_PROMETHEUS_ADDRESS  Prometheus for specs with provider prometheus and no address
@@ -18,7 +18,6 @@ in status). Settings come from the environment (the chart sets them):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from datetime import UTC, datetime
@@ -46,8 +45,8 @@ events, and so do a revision Deployment's deletion or change of ready pods (`rev
 This slow pass is only a safety net, so an idle operator stays idle."""
 
 MONITOR_POLL_SECONDS = float(os.environ.get("SERINUS_MONITOR_POLL_SECONDS", "30"))
-"""Monitoring checks are due every `spec.monitoring.interval` (minutes): each object's `monitor`
-daemon sleeps until status.monitoring.nextCheckAt, waking at least this often to re-read it."""
+"""Monitoring checks are due every `spec.monitoring.interval` (minutes): a cheap filter looks at
+status.monitoring.nextCheckAt this often and ticks only when it has passed."""
 
 _driver: KubeDriver | None = None
 _dashboard: DashboardServer | None = None
@@ -144,6 +143,7 @@ def stop_dashboard(**_: Any) -> None:
 _ROUTINE = (
     "Timer 'heartbeat' succeeded",
     "Timer 'steady' succeeded",
+    "Timer 'monitor' succeeded",
     "Handler 'revision_changed' succeeded",
 )
 
@@ -180,17 +180,23 @@ def in_motion(body: kopf.Body, **_: Any) -> bool:
     return phase in _FAST_PHASES or bool(status.get("retiring")) or retraining
 
 
-def seconds_to_monitoring(body: kopf.Body) -> float | None:
-    """Seconds until a settled ModelDeployment's next monitoring check (0 or less: due), read
-    from its status; None when it is not monitored or not settled."""
+def monitored(body: kopf.Body, **_: Any) -> bool:
+    """A settled ModelDeployment whose stable version is monitored."""
     status = body.get("status") or {}
-    due = (status.get("monitoring") or {}).get("nextCheckAt")
-    if not due or status.get("phase") != Phase.STABLE.value or in_motion(body):
-        return None
+    return (
+        bool((status.get("monitoring") or {}).get("nextCheckAt"))
+        and status.get("phase") == Phase.STABLE.value
+        and not in_motion(body)
+    )
+
+
+def monitoring_due(body: kopf.Body) -> bool:
+    """Its next monitoring check time has passed (read from the status: no API request)."""
+    due = ((body.get("status") or {}).get("monitoring") or {}).get("nextCheckAt")
     try:
-        return (datetime.fromisoformat(due) - datetime.now(UTC)).total_seconds()
+        return due is not None and datetime.fromisoformat(due) <= datetime.now(UTC)
     except ValueError:
-        return 0.0  # a status we cannot read: let the tick rewrite it
+        return True  # a status we cannot read: let the tick rewrite it
 
 
 def at_rest(body: kopf.Body, **_: Any) -> bool:
@@ -219,21 +225,11 @@ def steady(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     _tick(body, patch)
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=1.0)
-async def monitor(stopped: kopf.DaemonStopped, body: kopf.Body, **_: Any) -> None:
-    """Ticks a settled ModelDeployment when its monitoring check is due. A sleeping task, not a
-    timer: a kopf timer on every object cost idle CPU and API requests (measured with
-    bench/operator_scale.py: 1.5 patches/s at 300 objects); this one reads the body kopf keeps
-    current from the watch and sleeps until the check is due, at most MONITOR_POLL_SECONDS."""
-    namespace, name = body.metadata.namespace or "default", body.metadata.name
-    while not stopped:
-        wait = seconds_to_monitoring(body)
-        if wait is not None and wait <= 0 and not _suspended:
-            await asyncio.to_thread(driver().tick_named, namespace, name)
-            wait = None  # the patched status arrives through the watch
-        await stopped.wait(
-            MONITOR_POLL_SECONDS if wait is None else min(wait, MONITOR_POLL_SECONDS)
-        )
+# Kopf evaluates `when` on watch events only, so the clock is compared inside the handler.
+@kopf.timer(GROUP, VERSION, PLURAL, interval=MONITOR_POLL_SECONDS, sharp=False, when=monitored)
+def monitor(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    if monitoring_due(body):
+        _tick(body, patch)
 
 
 @kopf.on.event(
