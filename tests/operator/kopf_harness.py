@@ -111,8 +111,10 @@ async def running_operator(
         timeout=60,
     ) as runner:
         await wait_for(lambda: len(watches) > 0)
-        yield runner
-        handlers.suspend()
-        await asyncio.sleep(1.5)  # in-flight handlers finish while kmock's loop still serves
+        try:
+            yield runner
+        finally:  # also after a failed assertion, so the operator stops and the failure shows
+            handlers.suspend()
+            await asyncio.sleep(1.5)  # in-flight handlers finish while kmock's loop serves
     handlers.use_driver(None)
     assert runner.exception is None, runner.output

@@ -75,6 +75,9 @@ async def test_a_rollback_reaches_webhook_and_slack_targets_through_a_secret(
             await wait_for(lambda: phase(k8s) == "RolledBack", timeout=30)
             await wait_for(lambda: len(receiver.bodies(json_path)) == 7)
             await wait_for(lambda: len(receiver.bodies(slack_path)) == 1)
+            # Counted once the response is read, a moment after the receiver has the body.
+            await wait_for(lambda: notifications_counted("hook", "delivered") >= 7, timeout=5)
+            await wait_for(lambda: notifications_counted("chat", "delivered") >= 1, timeout=5)
             assert notifications_counted("hook", "delivered") == 7
             assert notifications_counted("chat", "delivered") == 1
 
