@@ -5,7 +5,7 @@ in status). Settings come from the environment (the chart sets them):
   SERINUS_TICK_SECONDS      how often a ModelDeployment in a rollout is looked at (default 5)
   SERINUS_STEADY_SECONDS    how often one outside a rollout is looked at anyway (default 600)
   SERINUS_MONITOR_POLL_SECONDS  how often a settled one's next monitoring check time is compared
-                            with the clock (default 30; no API request unless a check is due)
+                            with the clock (default 60; no API request unless a check is due)
   SERINUS_OPERATOR_IMAGE    image of the validation Job (the operator's own image)
   SERINUS_METRICS_PORT      port of the operator's /metrics (default 8081; 0 disables)
   SERINUS_PROMETHEUS_ADDRESS  Prometheus for specs with provider prometheus and no address
@@ -18,6 +18,7 @@ in status). Settings come from the environment (the chart sets them):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from datetime import UTC, datetime
@@ -44,7 +45,7 @@ STEADY_SECONDS = float(os.environ.get("SERINUS_STEADY_SECONDS", "600"))
 events, and so do a revision Deployment's deletion or change of ready pods (`revision_changed`).
 This slow pass is only a safety net, so an idle operator stays idle."""
 
-MONITOR_POLL_SECONDS = float(os.environ.get("SERINUS_MONITOR_POLL_SECONDS", "30"))
+MONITOR_POLL_SECONDS = float(os.environ.get("SERINUS_MONITOR_POLL_SECONDS", "60"))
 """Monitoring checks are due every `spec.monitoring.interval` (minutes): a cheap filter looks at
 status.monitoring.nextCheckAt this often and ticks only when it has passed."""
 
@@ -225,11 +226,13 @@ def steady(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     _tick(body, patch)
 
 
-# Kopf evaluates `when` on watch events only, so the clock is compared inside the handler.
+# Kopf evaluates `when` on watch events only, so the clock is compared inside the handler. Async:
+# a check is due once per interval, the handler runs every poll — in the event loop, without the
+# thread hop of a sync handler; only a due tick goes to a thread.
 @kopf.timer(GROUP, VERSION, PLURAL, interval=MONITOR_POLL_SECONDS, sharp=False, when=monitored)
-def monitor(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+async def monitor(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     if monitoring_due(body):
-        _tick(body, patch)
+        await asyncio.to_thread(_tick, body, patch)
 
 
 @kopf.on.event(
