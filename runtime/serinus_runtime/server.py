@@ -50,8 +50,8 @@ class _Slot:
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = (
-        "app", "body", "ctype", "expect", "last_active", "max_body", "parser", "paused",
-        "pending", "server", "size", "t0", "too_large", "transport", "url",
+        "answered", "app", "body", "ctype", "expect", "last_active", "max_body", "parser",
+        "paused", "pending", "server", "size", "t0", "too_large", "transport", "url",
     )  # fmt: skip
 
     def __init__(self, server: NativeServer) -> None:
@@ -72,6 +72,7 @@ class HttpProtocol(asyncio.Protocol):
         self.size = 0
         self.too_large = False
         self.expect = False
+        self.answered = False
         self.t0 = 0.0
 
     # --------------------------------------------------------------------- asyncio callbacks
@@ -130,6 +131,7 @@ class HttpProtocol(asyncio.Protocol):
         elif not self.pending:
             # The client waits for our go-ahead: answer now instead of reading a body we refuse.
             self.app.metrics.observe_invalid("too_large")
+            self.answered = True
             self._write(self._too_large(), False, False)
 
     def _too_large(self) -> Response:
@@ -152,6 +154,10 @@ class HttpProtocol(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        if self.answered:
+            # Refused with 413 at its headers (Expect: 100-continue) and the connection closed;
+            # a client that sent the body anyway had it in the same read: it is no new request.
+            return
         parser = self.parser
         slot = _Slot(self, parser.should_keep_alive(), parser.get_http_version() == "1.0")
         self.pending.append(slot)

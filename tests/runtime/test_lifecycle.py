@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import shutil
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -221,6 +222,24 @@ def test_body_over_the_limit_is_413(start_runtime) -> None:
     assert r.status_code == 413
     assert rp.client.post("/v2/models/iris/infer", json=v2(IRIS_ROWS[0], [1, 4])).status_code == 200
     assert metric_sum(rp.metrics(), "serinus_invalid_inputs_total", reason="too_large") == 2
+
+
+def test_refused_body_sent_with_its_headers_counts_once(start_runtime) -> None:
+    """Expect: 100-continue over the limit is refused at the headers; a client that sends the
+    body in the same packet anyway made one request, not two."""
+    rp: RuntimeProcess = start_runtime("--model-uri", str(BUNDLES / "iris"),
+                                       "--max-body-bytes", "300")  # fmt: skip
+    body = b"x" * 400
+    head = (
+        "POST /v2/models/iris/infer HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
+        f"expect: 100-continue\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode()
+    host, port = rp.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head + body)
+        answer = conn.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert metric_sum(rp.metrics(), "serinus_invalid_inputs_total", reason="too_large") == 1
 
 
 def test_workers_share_the_port_and_report_pod_wide_metrics(start_runtime) -> None:
