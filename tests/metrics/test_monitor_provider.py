@@ -34,6 +34,7 @@ from conftest import (
     prometheus_binary,
     wait_until,
 )
+from test_scrape_provider import T0, FakeClock
 
 from serinus.api.spec import AnalysisProvider, AnalysisSpec
 from serinus.core.monitor_window import MonitorWindow
@@ -310,16 +311,6 @@ def test_scrape_monitor_of_a_revision_without_processes_is_an_error(
 
 
 # --- the scrape provider's history, on fake pods -------------------------------------------------
-
-T0 = datetime(2030, 1, 1, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class FakeStable:

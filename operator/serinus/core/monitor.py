@@ -109,9 +109,7 @@ def _shift(shares: list[float], counts: list[float], labels: list[str] | None = 
     return f"{name}: {format_rate(now)} of rows vs {format_rate(then)} in the reference"
 
 
-def drift_p_value(
-    shares: list[float], counts: list[float], reference_rows: float | None
-) -> float:
+def drift_p_value(shares: list[float], counts: list[float], reference_rows: float | None) -> float:
     """p-value that `counts` come from the reference distribution. The shares are estimates
     from the `reference_rows` training rows the profile was computed from: with that count the
     window and the reference are compared as two samples (chi-square test of homogeneity);
@@ -122,6 +120,15 @@ def drift_p_value(
         return stats.goodness_of_fit_p_value(shares, counts)
     total = sum(shares)
     return stats.homogeneity_p_value([s / total * reference_rows for s in shares], counts)
+
+
+def _distance(
+    shares: list[float], counts: list[float], reference_rows: float | None
+) -> tuple[float, float]:
+    """(PSI, p-value) of the window's `counts` against the reference `shares`."""
+    rows = sum(counts)
+    expected = [s / sum(shares) * rows for s in shares]
+    return stats.psi(expected, counts), drift_p_value(shares, counts, reference_rows)
 
 
 def _feature_drift(
@@ -136,12 +143,12 @@ def _feature_drift(
     rows = sum(counts)
     if rows < min_rows or sum(shares) <= 0:
         return None, rows
-    expected = [s / sum(shares) * rows for s in shares]
+    psi, p_value = _distance(shares, counts, reference_rows)
     return (
         FeatureDrift(
             feature=feature,
-            psi=stats.psi(expected, counts),
-            p_value=drift_p_value(shares, counts, reference_rows),
+            psi=psi,
+            p_value=p_value,
             rows=round(rows),
             drifted=False,
             shift=_shift(shares, counts),
@@ -249,9 +256,7 @@ def _prediction_drift(spec: MonitoringSpec, window: MonitorWindow) -> MonitorRes
             f"too little data: {int(rows)} predictions in the last "
             f"{_seconds(window.drift_seconds)}, {check.min_rows} needed; no alarm",
         )
-    expected = [s / sum(shares) * rows for s in shares]
-    value = stats.psi(expected, counts)
-    p = drift_p_value(shares, counts, window.reference_rows)
+    value, p = _distance(shares, counts, window.reference_rows)
     significant = p <= 1 - spec.confidence
     where = _shift(shares, counts, names)
     if value > check.psi and significant:
